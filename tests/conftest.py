@@ -1,0 +1,85 @@
+import os
+import shutil
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, SiteFactory, UserFactory
+from tracking import services
+from tracking.models import Membership
+
+PASSWORD = "pw-for-tests-1"
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM refuses
+# to run inside one unless told it is safe (it is: the loop is Playwright's, not ours).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def site(db):
+    return SiteFactory(name="Site A")
+
+
+@pytest.fixture
+def other_site(db):
+    return SiteFactory(name="Site B")
+
+
+@pytest.fixture
+def secret_key(site):
+    return services.secret_key_issue(site=site).key
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def marketer(site):
+    membership = MembershipFactory(site=site, role=Membership.Role.EDITOR)
+    return membership.user
+
+
+@pytest.fixture
+def make_user(db):
+    def make(**kwargs):
+        return UserFactory(**kwargs)
+
+    return make
+
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/ensure-chromium installs it as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def login(page, username: str, password: str = PASSWORD, path: str = "/app/login/"):
+    page.goto(path)
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_load_state("networkidle")

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from tracking import services
+from tracking.models import Membership, SecretKey, Site, WriteKey
+from tracking.snippet import tracker_snippet
+
+
+class WriteKeyInline(admin.TabularInline):
+    model = WriteKey
+    extra = 0
+    can_delete = False
+    fields = ["key", "label", "created_at", "expires_at", "revoked_at", "status"]
+    readonly_fields = ["key", "created_at", "status"]
+
+    @admin.display(description="status")
+    def status(self, obj: WriteKey) -> str:
+        return "active" if obj.pk and obj.is_active else "inactive"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # issued with the "Issue write key" button
+
+
+class SecretKeyInline(admin.TabularInline):
+    model = SecretKey
+    extra = 0
+    can_delete = False
+    fields = ["masked", "label", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["masked", "created_at", "last_used_at"]
+
+    @admin.display(description="key")
+    def masked(self, obj: SecretKey) -> str:
+        return str(obj).split(" ")[0]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # issued with the "Issue secret key" button, shown once
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    raw_id_fields = ["user"]
+    fk_name = "site"
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "id", "created_at", "only_signed_data", "active_write_keys"]
+    search_fields = ["name"]
+    inlines = [WriteKeyInline, SecretKeyInline, MembershipInline]
+    readonly_fields = ["snippet", "signing_secret_display"]
+    fieldsets = [
+        (None, {"fields": ["name", "time_zone"]}),
+        ("Tracker snippet", {"fields": ["snippet"]}),
+        (
+            "Secure mode",
+            {"fields": ["signing_secret_display", "only_signed_data"]},
+        ),
+        (
+            "Behaviour",
+            {
+                "fields": [
+                    "session_timeout_minutes",
+                    "anonymous_retention_days",
+                    "cart_abandon_minutes",
+                    "allowed_origins",
+                ]
+            },
+        ),
+        ("Integrations", {"fields": ["raptor_mapping", "auto_event_rules"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="active write keys")
+    def active_write_keys(self, obj: Site) -> int:
+        return obj.write_keys.active().count()
+
+    @admin.display(description="snippet (paste before </head>)")
+    def snippet(self, obj: Site) -> str:
+        if not obj.pk:
+            return "Save the site to get its snippet."
+        return format_html('<pre class="footprint-snippet">{}</pre>', tracker_snippet(obj))
+
+    @admin.display(description="signing secret")
+    def signing_secret_display(self, obj: Site) -> str:
+        if not obj.pk:
+            return "Generated when the site is saved."
+        return format_html("<code class=\"signing-secret\">{}</code>", obj.signing_secret)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            services.write_key_issue(site=obj, label="default")
+
+    def get_urls(self):
+        own = [
+            path("<int:site_id>/issue-write-key/", self.admin_site.admin_view(self.issue_write_key), name="tracking_site_issue_write_key"),
+            path("<int:site_id>/rotate-write-keys/", self.admin_site.admin_view(self.rotate_write_keys), name="tracking_site_rotate_write_keys"),
+            path("<int:site_id>/issue-secret-key/", self.admin_site.admin_view(self.issue_secret_key), name="tracking_site_issue_secret_key"),
+            path("<int:site_id>/regenerate-signing-secret/", self.admin_site.admin_view(self.regenerate_signing_secret), name="tracking_site_regenerate_signing_secret"),
+        ]
+        return own + super().get_urls()
+
+    def _site_for_post(self, request, site_id: int) -> Site:
+        site = get_object_or_404(Site, pk=site_id)
+        if not self.has_change_permission(request, site):
+            raise admin.sites.PermissionDenied
+        return site
+
+    def _back(self, site: Site):
+        return redirect(reverse("admin:tracking_site_change", args=[site.pk]))
+
+    def issue_write_key(self, request, site_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        site = self._site_for_post(request, site_id)
+        key = services.write_key_issue(site=site, label="issued in admin")
+        messages.success(request, f"New write key issued: {key.key}")
+        return self._back(site)
+
+    def rotate_write_keys(self, request, site_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        site = self._site_for_post(request, site_id)
+        key = services.write_key_rotate(site=site)
+        messages.success(
+            request,
+            f"New write key {key.key}; the previous keys stop working in 24 hours.",
+        )
+        return self._back(site)
+
+    def issue_secret_key(self, request, site_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        site = self._site_for_post(request, site_id)
+        issued = services.secret_key_issue(site=site, label=request.POST.get("label", "")[:100])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Secret key issued",
+            "site": site,
+            "secret_key": issued.key,
+            "opts": self.model._meta,
+        }
+        # Shown once: only the digest is stored.
+        return TemplateResponse(request, "admin/tracking/site/secret_key_issued.html", context)
+
+    def regenerate_signing_secret(self, request, site_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        site = self._site_for_post(request, site_id)
+        site.regenerate_signing_secret()
+        messages.warning(request, "Signing secret regenerated: signatures made with the old one no longer verify.")
+        return self._back(site)
+
+
+@admin.register(WriteKey)
+class WriteKeyAdmin(admin.ModelAdmin):
+    list_display = ["key", "site", "label", "created_at", "expires_at", "revoked_at"]
+    list_filter = ["site"]
+    list_select_related = ["site"]
+    search_fields = ["key", "label", "site__name"]
+    readonly_fields = ["key", "created_at"]
+    raw_id_fields = ["site"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected write keys")
+    def revoke(self, request, queryset):
+        for key in queryset:
+            key.revoke()
+        messages.success(request, f"Revoked {queryset.count()} write key(s).")
+
+
+@admin.register(SecretKey)
+class SecretKeyAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "site", "label", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["site"]
+    list_select_related = ["site"]
+    readonly_fields = ["lookup", "created_at", "last_used_at"]
+    exclude = ["digest"]
+    raw_id_fields = ["site"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # issued from the site page, shown once
+
+    @admin.action(description="Revoke selected secret keys")
+    def revoke(self, request, queryset):
+        for key in queryset:
+            key.revoke()
+        messages.success(request, f"Revoked {queryset.count()} secret key(s).")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "site", "role", "created_at"]
+    list_filter = ["role", "site"]
+    list_select_related = ["user", "site"]
+    raw_id_fields = ["user", "site"]
+
+
+class UserMembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    fk_name = "user"
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class FootprintUserAdmin(UserAdmin):
+    inlines = [UserMembershipInline]
+
+
+admin.site.site_header = "Footprint administration"
+admin.site.site_title = "Footprint admin"
+admin.site.index_title = "Sites, keys and users"

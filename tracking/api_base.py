@@ -1,0 +1,75 @@
+"""What every management API view shares: secret-key auth, site scoping, error shape.
+
+Views never call ``Model.objects`` for site data directly: they subclass
+``SiteScopedMixin`` and use ``self.site`` / ``self.scoped(queryset)``, so a key or a
+user of site A can never reach site B.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from rest_framework import exceptions, permissions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from tracking.models import Site
+
+
+def sites_for_request(request):
+    if isinstance(request.auth, Site):
+        return Site.objects.filter(pk=request.auth.pk)
+    return Site.objects.for_user(request.user)
+
+
+class IsSiteMember(permissions.BasePermission):
+    message = "You have no access to this site."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated)
+
+
+class SiteScopedMixin:
+    """Resolves ``self.site`` for the request: the secret key's site, or for a logged-in
+    user the ``site`` query parameter / URL kwarg among their memberships."""
+
+    permission_classes = [IsSiteMember]
+
+    @property
+    def site(self) -> Site:
+        if not hasattr(self, "_site"):
+            self._site = self._resolve_site()
+        return self._site
+
+    def _resolve_site(self) -> Site:
+        request = self.request
+        if isinstance(request.auth, Site):
+            wanted = self.kwargs.get("site_id") or request.query_params.get("site")
+            if wanted and str(wanted) != str(request.auth.pk):
+                raise Http404
+            return request.auth
+        wanted = self.kwargs.get("site_id") or request.query_params.get("site")
+        if not wanted:
+            raise exceptions.ValidationError({"site": ["This parameter is required."]})
+        if not str(wanted).isdigit():
+            raise exceptions.ValidationError({"site": ["Must be a site id."]})
+        return get_object_or_404(Site.objects.for_user(request.user), pk=wanted)
+
+
+def exception_handler(exc, context):
+    """DRF errors in Footprint's shape: ``code`` and ``message`` plus field details."""
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    code = getattr(exc, "default_code", "error")
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        if isinstance(codes, str):
+            code = codes
+    if isinstance(detail, dict) and set(detail) == {"detail"}:
+        message = str(detail["detail"])
+        body = {"code": code, "message": message}
+    else:
+        body = {"code": "invalid", "message": "Invalid input.", "errors": detail}
+    response.data = body
+    return response

@@ -1,0 +1,91 @@
+"""The marketer UI shell: home redirect and the Settings page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+
+from tracking.access import LAST_SITE_SESSION_KEY, can, site_page
+from tracking.forms import SiteSettingsForm
+from tracking.models import Membership, Site
+from tracking.snippet import tracker_snippet
+
+
+@login_required
+def home(request):
+    sites = Site.objects.for_user(request.user)
+    last = request.session.get(LAST_SITE_SESSION_KEY)
+    site = sites.filter(pk=last).first() if last else None
+    site = site or sites.first()
+    if site is None:
+        return render(request, "app/no_sites.html", status=200)
+    return redirect("app:people", site_id=site.pk)
+
+
+@site_page
+def site_settings(request, site: Site):
+    editable = can(request.user, site, Membership.Role.ADMIN)
+    form = SiteSettingsForm(request.POST or None, instance=site)
+    if request.method == "POST":
+        if not editable:
+            messages.error(request, "Only site admins can change settings.")
+            return redirect("app:settings", site_id=site.pk)
+        if form.is_valid():
+            form.save()
+            messages.success(request, "Settings saved.")
+            return redirect("app:settings", site_id=site.pk)
+    if not editable:
+        for field in form.fields.values():
+            field.disabled = True
+    return render(
+        request,
+        "app/settings.html",
+        {
+            "form": form,
+            "editable": editable,
+            "snippet": tracker_snippet(site, base_url=request.build_absolute_uri("/")),
+            "write_keys": site.write_keys.active(),
+            "section": "settings",
+            "title": "Settings",
+        },
+    )
+
+
+SECTIONS = {
+    "people": (
+        "People",
+        "No one has been tracked on this site yet.",
+        "People appear here as soon as the site sends events: paste the tracker snippet from Settings, or call the HTTP API.",
+    ),
+    "segments": (
+        "Segments",
+        "No segments yet.",
+        "Segments group people by their properties and what they did; they are built from tracked people and events.",
+    ),
+    "funnels": (
+        "Funnels",
+        "No funnels yet.",
+        "Funnels show how many people go through a sequence of events; they need tracked events.",
+    ),
+    "metrics": (
+        "Metrics",
+        "No metrics yet.",
+        "Metrics chart daily counts, conversions and property values; they need tracked events.",
+    ),
+    "campaigns": (
+        "Campaigns",
+        "No campaigns yet.",
+        "Campaigns react in real time to events, segment changes and abandoned carts.",
+    ),
+}
+
+
+@site_page
+def section(request, site: Site, name: str):
+    title, empty, explanation = SECTIONS[name]
+    return render(
+        request,
+        "app/section_empty.html",
+        {"section": name, "title": title, "empty": empty, "explanation": explanation},
+    )

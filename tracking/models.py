@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from tracking import keys
+
+
+def _default_signing_secret() -> str:
+    return keys.new_signing_secret()
+
+
+class SiteQuerySet(models.QuerySet):
+    def for_user(self, user) -> SiteQuerySet:
+        """Sites a user may see: all for superusers, their memberships otherwise."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        return self.filter(memberships__user=user).distinct()
+
+
+class Site(models.Model):
+    """An application or workspace. Owns all data; nothing crosses sites."""
+
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    signing_secret = models.CharField(
+        max_length=128,
+        default=_default_signing_secret,
+        help_text="Secure mode: sites sign a person's identity with HMAC-SHA256(secret, id), hex.",
+    )
+    only_signed_data = models.BooleanField(
+        default=False,
+        help_text="Reject (401) any identify or event naming an identified person without a valid signature.",
+    )
+    session_timeout_minutes = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)]
+    )
+    anonymous_retention_days = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(3650)]
+    )
+    cart_abandon_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(30 * 24 * 60)]
+    )
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Origins allowed to send browser events, e.g. ["https://shop.example"]; empty allows any.',
+    )
+    time_zone = models.CharField(max_length=64, default="UTC")
+    raptor_mapping = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Raptor parameters to fields, e.g. {"p1": "event_type", "p2": "product_id"}.',
+    )
+    auto_event_rules = models.JSONField(
+        default=list, blank=True, help_text="Tracker page-view and click rules."
+    )
+
+    objects = SiteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def regenerate_signing_secret(self) -> str:
+        self.signing_secret = keys.new_signing_secret()
+        self.save(update_fields=["signing_secret"])
+        return self.signing_secret
+
+    def primary_write_key(self) -> WriteKey | None:
+        return self.write_keys.active().order_by("-created_at").first()
+
+
+class WriteKeyQuerySet(models.QuerySet):
+    def active(self) -> WriteKeyQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class WriteKey(models.Model):
+    """Public key embedded in pages; may only send events for its site.
+
+    Rotation issues a new key and gives the old ones a grace period, so several
+    keys are active while pages are redeployed.
+    """
+
+    ROTATION_GRACE = timedelta(hours=24)
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="write_keys")
+    key = models.CharField(max_length=64, unique=True, default=keys.new_write_key, editable=False)
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WriteKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}… ({self.site})"
+
+    @property
+    def is_active(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class SecretKeyQuerySet(models.QuerySet):
+    def active(self) -> SecretKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class SecretKey(models.Model):
+    """Server-side key for privileged calls. Only its digest is stored."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="secret_keys")
+    lookup = models.CharField(max_length=keys.LOOKUP_LENGTH, db_index=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SecretKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{keys.SECRET_KEY_PREFIX}{self.lookup}_… ({self.site})"
+
+    def matches(self, key: str) -> bool:
+        return hmac.compare_digest(self.digest, keys.digest(key))
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class Membership(models.Model):
+    """A marketer's access to a site."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        EDITOR = "editor", "Editor"
+        ADMIN = "admin", "Admin"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="site_memberships"
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "site"], name="membership_user_site_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.site} ({self.role})"
+
+
+class Heartbeat(models.Model):
+    """Last time each periodic component proved it was alive (shown by /healthz)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    at = models.DateTimeField()
+    hostname = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,49 @@
+"""Public endpoints of the tracking app (wire formats are added beside these)."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from config.celery import app as celery_app
+from tracking.models import Heartbeat
+
+
+def _database_status() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True}
+    except Exception as exc:  # any driver error means "down" to a load balancer
+        return {"ok": False, "error": exc.__class__.__name__}
+
+
+def _broker_status() -> dict:
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            transport = conn.transport_cls
+        return {"ok": True, "transport": str(transport)}
+    except Exception as exc:
+        return {"ok": False, "error": exc.__class__.__name__}
+
+
+def _worker_status() -> dict:
+    beat = Heartbeat.objects.filter(name="worker").first()
+    if beat is None:
+        return {"ok": False, "last_seen": None}
+    age = (timezone.now() - beat.at).total_seconds()
+    return {"ok": age < 180, "last_seen": beat.at.isoformat(), "seconds_ago": round(age)}
+
+
+@require_GET
+def healthz(request):
+    """200 when the database answers, 503 when it does not; broker and worker as info."""
+    database = _database_status()
+    body = {"database": database, "broker": _broker_status()}
+    if database["ok"]:
+        body["worker"] = _worker_status()
+    body["status"] = "ok" if database["ok"] else "unavailable"
+    return JsonResponse(body, status=200 if database["ok"] else 503)

@@ -1,9 +1,17 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("footprint")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+
+@worker_ready.connect
+def announce_worker(sender, **kwargs):
+    # /healthz shows a worker as soon as one starts, not a beat interval later.
+    sender.app.send_task("tracking.tasks.heartbeat_task")

@@ -4,6 +4,7 @@ import hmac
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -189,3 +190,109 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Session(models.Model):
+    """A visit: starts when the client says so or after the site's inactivity timeout."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="sessions")
+    external_id = models.CharField(
+        max_length=255, null=True, blank=True, help_text="the client's session id, when it sends one"
+    )
+    started_at = models.DateTimeField()
+    last_event_at = models.DateTimeField()
+    event_count = models.PositiveIntegerField(default=0)
+    context = models.JSONField(default=dict, blank=True, help_text="landing page, referrer, campaign")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["profile", "-last_event_at"], name="session_profile_last"),
+            models.Index(
+                fields=["site", "external_id"],
+                name="session_site_external",
+                condition=models.Q(external_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.pk}"
+
+
+class Event(models.Model):
+    """One thing a person did. The table is created by migration 0003 in raw SQL:
+    range-partitioned by month on ``occurred_at``, primary key (occurred_at, id), no
+    foreign keys (checks would cost every insert; deletes are explicit)."""
+
+    id = models.BigAutoField(primary_key=True)
+    site = models.ForeignKey(Site, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.DO_NOTHING, db_constraint=False, related_name="events"
+    )
+    session = models.ForeignKey(
+        Session, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="events"
+    )
+    type = models.CharField(max_length=255)
+    properties = models.JSONField(default=dict)
+    context = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    message_id = models.CharField(max_length=255, null=True)
+
+    class Meta:
+        managed = False
+        db_table = "tracking_event"
+
+    def __str__(self) -> str:
+        return f"{self.type} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class MessageDedupe(models.Model):
+    """Message ids seen in the dedupe horizon (7 days). The events table cannot hold a
+    unique (site, message_id) index: a partitioned table's unique keys must contain the
+    partition key, and a retry may carry a different timestamp."""
+
+    pk = models.CompositePrimaryKey("site_id", "message_id")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    message_id = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["first_seen"], name="dedupe_first_seen")]
+
+
+class PendingWork(models.Model):
+    """Real-time work an ingest left for Celery, written in the ingest transaction.
+
+    A task processes it after commit; the sweep re-enqueues rows whose task never
+    finished (broker down, worker killed). Each handler records a receipt in its own
+    transaction, so it takes effect once however often the work is delivered."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    event_ids = ArrayField(models.BigIntegerField())
+    profile_ids = ArrayField(models.BigIntegerField())
+    occurred_from = models.DateTimeField()
+    occurred_to = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["created_at"], name="pending_open", condition=models.Q(completed_at__isnull=True)
+            )
+        ]
+
+
+class HandlerReceipt(models.Model):
+    """Handler H has taken effect for pending work W (unique: the exactly-once claim)."""
+
+    work = models.ForeignKey(PendingWork, on_delete=models.CASCADE, related_name="receipts")
+    handler = models.CharField(max_length=100)
+    done_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["work", "handler"], name="receipt_work_handler")
+        ]

@@ -1,0 +1,175 @@
+"""The internal message types every wire format is parsed into, and their validation.
+
+Adapters (Segment, Tracardi, Tracktor, Raptor, the JS tracker) turn requests into a
+list of ``Message``; ``tracking.ingest.core.ingest_batch`` takes it from there. Nothing
+here touches the database.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MAX_ID_LENGTH = 255
+MAX_EVENT_NAME_LENGTH = 255
+
+# Ids that never identify or merge anyone (compared case-insensitively, trimmed).
+JUNK_IDS = frozenset(
+    {
+        "",
+        "null",
+        "undefined",
+        "anonymous",
+        "guest",
+        "0",
+        "-1",
+        "[object object]",
+        "nan",
+        "none",
+        "true",
+        "false",
+    }
+)
+
+
+class Kind(enum.StrEnum):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    GROUP = "group"
+    ALIAS = "alias"
+    SET = "set"  # set person properties (Tracktor /set, tracker setProperties)
+    CART = "cart"  # event is one of CART_ACTIONS, properties the cart
+
+
+CART_ACTIONS = ("set-cart", "cancel-cart", "purchase-cart")
+
+# Event types the pipeline stores for non-track messages.
+EVENT_TYPE = {
+    Kind.IDENTIFY: "identify",
+    Kind.PAGE: "page-view",
+    Kind.SCREEN: "screen-view",
+    Kind.GROUP: "group",
+    Kind.ALIAS: "alias",
+    Kind.SET: "set-properties",
+}
+VISITED_SITE = "visited-site"
+
+
+@dataclass(slots=True)
+class FieldError:
+    """One bad field of one message: ``index`` is the message's place in the request."""
+
+    index: int | None
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        body = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            body = {"index": self.index, **body}
+        return body
+
+
+class MessageError(ValueError):
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Message:
+    """One call: identify, track, page, screen, group, alias, set or a cart call.
+
+    Identity: ``user_id`` (the site's id for a person), ``anonymous_id`` (the tracker's),
+    ``profile_id`` (ours, as returned to clients earlier), ``session_id`` (the client's
+    session id; a known session with no other id recovers its profile), and any further
+    ``identities`` as (kind, key) pairs (cookie, email, external).
+    """
+
+    kind: Kind
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    profile_id: int | None = None
+    session_id: str | None = None
+    new_session: bool = False
+    identities: list[tuple[str, str]] = field(default_factory=list)
+    event: str | None = None  # track: the event name; cart: one of CART_ACTIONS
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)  # person (or group) properties to set
+    context: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime | None = None  # the client's time of the call
+    sent_at: datetime | None = None  # the client's time when it sent the request
+    message_id: str | None = None
+    group_id: str | None = None  # group: the company key
+    previous_id: str | None = None  # alias: the id merged away (dest is user_id)
+    signature: str | None = None  # HMAC-SHA256(signing secret, user_id), hex
+    previous_signature: str | None = None  # alias: signature of previous_id (unused unless both identified)
+    index: int = 0  # place in the request, for error reports
+
+    def event_type(self) -> str:
+        if self.kind in (Kind.TRACK, Kind.CART):
+            return self.event or ""
+        return EVENT_TYPE[self.kind]
+
+
+def is_junk_id(value: str) -> bool:
+    return value.strip().lower() in JUNK_IDS
+
+
+def clean_id(value: Any, field_name: str, *, required: bool = False) -> str | None:
+    """An id as a trimmed string; numbers are accepted (Segment allows them)."""
+    if value is None:
+        if required:
+            raise MessageError(field_name, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise MessageError(field_name, "must be a string")
+    text = str(value).strip() if not isinstance(value, float) else repr(value)
+    if is_junk_id(text):
+        raise MessageError(field_name, f"{text!r} is not a usable id")
+    if len(text) > MAX_ID_LENGTH:
+        raise MessageError(field_name, f"is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def validate(message: Message) -> None:
+    """Check what every message needs, whatever its wire format; raises MessageError."""
+    kind = message.kind
+    for name in ("user_id", "anonymous_id", "group_id", "previous_id", "session_id"):
+        value = getattr(message, name)
+        if value is not None:
+            setattr(message, name, clean_id(value, _wire_name(name)))
+    for kind_name, key in message.identities:
+        clean_id(key, kind_name)
+    if not (message.user_id or message.anonymous_id or message.profile_id or message.session_id or message.identities):
+        raise MessageError("userId", "userId or anonymousId is required")
+    if kind in (Kind.TRACK, Kind.CART):
+        if not message.event or not isinstance(message.event, str) or not message.event.strip():
+            raise MessageError("event", "is required")
+        message.event = message.event.strip()
+        if len(message.event) > MAX_EVENT_NAME_LENGTH:
+            raise MessageError("event", f"is longer than {MAX_EVENT_NAME_LENGTH} characters")
+        if kind is Kind.CART and message.event not in CART_ACTIONS:
+            raise MessageError("event", f"must be one of {', '.join(CART_ACTIONS)}")
+    if kind is Kind.IDENTIFY and not message.user_id:
+        raise MessageError("userId", "is required to identify")
+    if kind is Kind.GROUP and not message.group_id:
+        raise MessageError("groupId", "is required")
+    if kind is Kind.ALIAS:
+        if not message.previous_id:
+            raise MessageError("previousId", "is required")
+        if not message.user_id:
+            raise MessageError("userId", "is required")
+    for name in ("properties", "traits", "context"):
+        if not isinstance(getattr(message, name), dict):
+            raise MessageError(name, "must be an object")
+
+
+def _wire_name(attr: str) -> str:
+    head, *rest = attr.split("_")
+    return head + "".join(part.capitalize() for part in rest)

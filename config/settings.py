@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import environ
+from celery.schedules import crontab
 
 from config import embedded
 
@@ -206,6 +207,32 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tracking.tasks.heartbeat_task",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    "sweep-pending-work": {
+        "task": "tracking.tasks.sweep_pending_work_task",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "event-partitions": {
+        "task": "tracking.tasks.ensure_event_partitions_task",
+        "schedule": crontab(minute=17, hour=2),
+        "options": {"expires": 3600},
+    },
+    "prune-message-dedupe": {
+        "task": "tracking.tasks.prune_message_dedupe_task",
+        "schedule": crontab(minute=37, hour="*/6"),
+        "options": {"expires": 3600},
+    },
+    "purge-anonymous-profiles": {
+        "task": "profiles.tasks.purge_anonymous_profiles_task",
+        "schedule": crontab(minute=7),
+        "options": {"expires": 3000},
+    },
+    "repoint-merged-events": {
+        "task": "profiles.tasks.repoint_merged_events_task",
+        "schedule": crontab(minute="*/10"),
+        "kwargs": {"site_id": None},
+        "options": {"expires": 500},
     },
 }
 

@@ -12,3 +12,55 @@ def heartbeat_task(name: str = "worker") -> None:
     Heartbeat.objects.update_or_create(
         name=name, defaults={"at": timezone.now(), "hostname": socket.gethostname()}
     )
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def process_pending_work_task(work_id: int) -> None:
+    """Run the registered real-time handlers for one ingest (idempotent)."""
+    from tracking import handoff
+
+    handoff.process(work_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_pending_work_task() -> int:
+    """Re-run work whose task never finished (broker outage, killed worker)."""
+    from tracking import handoff
+
+    stale = handoff.stale_work()
+    for work_id in stale:
+        handoff.process(work_id)
+    handoff.prune_completed()
+    return len(stale)
+
+
+@shared_task(ignore_result=True)
+def ensure_event_partitions_task() -> list[str]:
+    from tracking.partitions import ensure_event_partitions
+
+    return ensure_event_partitions(months_back=1, months_ahead=3)
+
+
+@shared_task(ignore_result=True)
+def prune_message_dedupe_task(batch: int = 50_000, max_batches: int = 20) -> int:
+    """Forget message ids older than the dedupe horizon (7 days), in bounded batches."""
+    from datetime import timedelta
+
+    from django.db import connection
+
+    cutoff = timezone.now() - timedelta(days=7)
+    total = 0
+    with connection.cursor() as cursor:
+        for _ in range(max_batches):
+            cursor.execute(
+                """
+                DELETE FROM tracking_messagededupe WHERE (site_id, message_id) IN (
+                    SELECT site_id, message_id FROM tracking_messagededupe
+                    WHERE first_seen < %s LIMIT %s)
+                """,
+                [cutoff, batch],
+            )
+            total += cursor.rowcount
+            if cursor.rowcount < batch:
+                break
+    return total

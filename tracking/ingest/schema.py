@@ -110,6 +110,18 @@ class Message:
     signature: str | None = None  # HMAC-SHA256(signing secret, user_id), hex
     previous_signature: str | None = None  # alias: signature of previous_id (unused unless both identified)
     index: int = 0  # place in the request, for error reports
+    occurred_at: datetime | None = None  # set by the core: the client's time, skew-corrected
+
+    def event_properties(self) -> dict[str, Any]:
+        """What the stored event carries: identify and set calls keep their traits, so
+        the history of a property can be counted."""
+        if self.kind in (Kind.IDENTIFY, Kind.SET):
+            return self.traits
+        if self.kind is Kind.GROUP:
+            return {"group_id": self.group_id, **self.traits}
+        if self.kind is Kind.ALIAS:
+            return {"previous_id": self.previous_id}
+        return self.properties
 
     def event_type(self) -> str:
         if self.kind in (Kind.TRACK, Kind.CART):

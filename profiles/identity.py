@@ -1,0 +1,530 @@
+"""Identity resolution for a whole batch: which profile each message belongs to.
+
+The rules (DESIGN "People and identity"):
+- a message with a user id belongs to that user's profile (made when new);
+- identify(user, anonymous): an anonymous current profile is merged into the user's
+  (its properties lose to the user's); an already identified one is left alone (switch);
+  the first identify of an anonymous profile just marks it identified (nothing moves);
+- alias(previous, user): previous's profile is merged into the user's, irreversibly;
+  two identified people need the secret key or a signature of the user id;
+- a profile id the server does not know makes a new profile; a known session with no
+  other id recovers its profile;
+- traits shallow-merge into properties, a null deleting the key.
+
+``resolve_batch`` loads everything the batch names in a fixed number of queries, plays
+the messages in order against that in-memory state (a union-find over profiles gives
+"after all merges of the batch"), then writes profiles, identities, merges and
+properties in bulk. The caller holds the transaction; the profiles it touches are
+locked (in id order, so concurrent batches cannot deadlock) until it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
+from tracking import keys
+from tracking.ingest.schema import FieldError, Kind, Message
+from tracking.models import Site
+from tracking.signals import profiles_merged
+
+ANONYMOUS = Identity.Kind.ANONYMOUS.value
+USER = Identity.Kind.USER.value
+
+
+class ConcurrentChange(Exception):
+    """Another transaction created or merged something this batch relied on: retry."""
+
+
+@dataclass(slots=True)
+class _Profile:
+    id: int  # the database id, or a negative placeholder for a profile made by this batch
+    identified: bool
+    properties: dict[str, Any]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    new: bool = False
+    changed: bool = False
+
+
+@dataclass(slots=True)
+class _Merge:
+    source: int
+    target: int
+    reason: str
+    identities: dict[str, Any]
+    source_identified: bool
+
+
+@dataclass
+class Resolution:
+    profile_ids: dict[int, int] = field(default_factory=dict)  # message index -> profile id
+    errors: list[FieldError] = field(default_factory=list)
+    merges: list[tuple[int, int]] = field(default_factory=list)  # (source, target) written
+    repoint_later: bool = False  # a merged history is large: a task moves its events
+    new_profile_ids: list[int] = field(default_factory=list)
+
+
+def apply_traits(properties: dict[str, Any], traits: dict[str, Any]) -> bool:
+    """Shallow merge; a null value deletes the key. Returns whether anything changed."""
+    changed = False
+    for key, value in traits.items():
+        if value is None:
+            if key in properties:
+                del properties[key]
+                changed = True
+        elif properties.get(key, _MISSING) != value:
+            properties[key] = value
+            changed = True
+    return changed
+
+
+_MISSING = object()
+
+
+class _Batch:
+    def __init__(self, site: Site, *, privileged: bool, actor: str):
+        self.site = site
+        self.privileged = privileged
+        self.actor = actor
+        self.profiles: dict[int, _Profile] = {}
+        self.parent: dict[int, int] = {}
+        self.ident: dict[tuple[str, str], int] = {}
+        self.new_identities: dict[tuple[str, str], int] = {}
+        self.merges: list[_Merge] = []
+        self.session_profiles: dict[str, int] = {}
+        self.companies: dict[str, Company] = {}
+        self.company_changes: set[str] = set()
+        self.company_members: set[tuple[str, int]] = set()
+        self._next_placeholder = -1
+
+    # -- loading ---------------------------------------------------------------
+
+    def load(self, messages: Sequence[Message], session_profiles: dict[str, int]) -> None:
+        keys_wanted: set[str] = set()
+        profile_ids: set[int] = set()
+        for m in messages:
+            keys_wanted.update(k for k in (m.user_id, m.anonymous_id, m.previous_id) if k)
+            keys_wanted.update(key for _, key in m.identities)
+            if m.profile_id:
+                profile_ids.add(m.profile_id)
+        if keys_wanted:
+            rows = Identity.objects.filter(site=self.site, key__in=keys_wanted).values_list(
+                "kind", "key", "profile_id"
+            )
+            for kind, key, profile_id in rows:
+                self.ident[(kind, key)] = profile_id
+                profile_ids.add(profile_id)
+        self.session_profiles = dict(session_profiles)
+        profile_ids.update(session_profiles.values())
+        if profile_ids:
+            self._lock_profiles(profile_ids)
+        # Identities and sessions may point at a profile merged since they were read.
+        for mapping in (self.ident, self.session_profiles):
+            for k, pid in list(mapping.items()):
+                if pid not in self.profiles:
+                    raise ConcurrentChange(f"profile {pid} vanished")
+                mapping[k] = self.find(pid)
+        group_keys = {m.group_id for m in messages if m.kind is Kind.GROUP and m.group_id}
+        if group_keys:
+            self.companies = {
+                c.key: c
+                for c in Company.objects.filter(site=self.site, key__in=group_keys)
+                .order_by("id")
+                .select_for_update()
+            }
+
+    def _lock_profiles(self, ids: Iterable[int]) -> None:
+        ids = sorted(set(ids))
+        with connection.cursor() as cursor:
+            # Tombstones point one hop to their live profile (merges flatten chains),
+            # so loading ids and their targets is enough.
+            cursor.execute(
+                """
+                SELECT id, is_identified, properties, first_seen, last_seen, merged_into_id
+                FROM profiles_profile
+                WHERE site_id = %s AND (
+                    id = ANY(%s)
+                    OR id IN (SELECT merged_into_id FROM profiles_profile
+                              WHERE id = ANY(%s) AND merged_into_id IS NOT NULL)
+                )
+                ORDER BY id
+                FOR UPDATE
+                """,
+                [self.site.pk, ids, ids],
+            )
+            rows = cursor.fetchall()
+        for pid, identified, properties, first_seen, last_seen, merged_into in rows:
+            # Django loads jsonb as text from raw cursors (JSONField decodes it itself).
+            self.profiles[pid] = _Profile(pid, identified, json.loads(properties), first_seen, last_seen)
+            if merged_into is not None:
+                self.parent[pid] = merged_into
+        for pid, target in self.parent.items():
+            if target not in self.profiles:
+                raise ConcurrentChange(f"profile {pid} was merged into {target} meanwhile")
+
+    # -- in-memory state -----------------------------------------------------------
+
+    def find(self, pid: int) -> int:
+        root = pid
+        while root in self.parent:
+            root = self.parent[root]
+        while pid != root:  # path compression
+            self.parent[pid], pid = root, self.parent[pid]
+        return root
+
+    def lookup(self, kind: str, key: str | None) -> int | None:
+        if not key:
+            return None
+        pid = self.ident.get((kind, key))
+        return self.find(pid) if pid is not None else None
+
+    def create(self, m: Message, *, identified: bool) -> int:
+        pid = self._next_placeholder
+        self._next_placeholder -= 1
+        self.profiles[pid] = _Profile(pid, identified, {}, m.occurred_at, m.occurred_at, new=True)
+        return pid
+
+    def link(self, kind: str, key: str, pid: int) -> None:
+        if (kind, key) not in self.ident:
+            self.ident[(kind, key)] = pid
+            self.new_identities[(kind, key)] = pid
+
+    def merge(self, source: int, target: int, reason: str, m: Message) -> None:
+        source, target = self.find(source), self.find(target)
+        if source == target:
+            return
+        src, dst = self.profiles[source], self.profiles[target]
+        merged = {**src.properties, **dst.properties}  # what the target has wins
+        if merged != dst.properties:
+            dst.properties = merged
+            dst.changed = True
+        dst.first_seen = _min(dst.first_seen, src.first_seen)
+        dst.last_seen = _max(dst.last_seen, src.last_seen)
+        self.parent[source] = target
+        if not src.new:
+            ids = {k: v for k, v in (("userId", m.user_id), ("anonymousId", m.anonymous_id),
+                                     ("previousId", m.previous_id)) if v}
+            self.merges.append(_Merge(source, target, reason, ids, src.identified))
+
+    def identify(self, pid: int) -> None:
+        p = self.profiles[pid]
+        if not p.identified:
+            p.identified = True
+            p.changed = True
+
+    # -- the rules -------------------------------------------------------------------
+
+    def current_profile(self, m: Message) -> int | None:
+        """The profile a message's non-user ids point at (anonymous, ours, session, others)."""
+        pid = self.lookup(ANONYMOUS, m.anonymous_id)
+        if pid is None and m.profile_id and m.profile_id in self.profiles:
+            pid = self.find(m.profile_id)
+        if pid is None:
+            for kind, key in m.identities:
+                pid = self.lookup(kind, key)
+                if pid is not None:
+                    break
+        if pid is None and m.session_id and m.session_id in self.session_profiles:
+            pid = self.find(self.session_profiles[m.session_id])
+        return pid
+
+    def resolve(self, m: Message) -> int:
+        current = self.current_profile(m)
+        if m.kind is Kind.ALIAS:
+            return self.alias(m)
+        if m.user_id:
+            pid = self.lookup(USER, m.user_id)
+            if pid is None:
+                if current is not None and not self.profiles[current].identified:
+                    pid = current  # first identification: nothing moves
+                else:
+                    pid = self.create(m, identified=True)
+                self.link(USER, m.user_id, pid)
+            self.identify(pid)
+            if current is not None and current != pid and not self.profiles[current].identified:
+                if m.kind is Kind.IDENTIFY:
+                    self.merge(current, pid, ProfileMerge.Reason.IDENTIFY, m)
+            # An identified current profile is another person on this device: switch.
+        elif current is not None:
+            pid = current
+        else:
+            pid = self.create(m, identified=False)
+        if m.anonymous_id:
+            self.link(ANONYMOUS, m.anonymous_id, self.find(pid))
+        for kind, key in m.identities:
+            self.link(kind, key, self.find(pid))
+        return self.find(pid)
+
+    def alias(self, m: Message) -> int:
+        assert m.previous_id and m.user_id
+        target = self.lookup(USER, m.user_id)
+        source = self.lookup(USER, m.previous_id) or self.lookup(ANONYMOUS, m.previous_id)
+        if source is None:
+            # Unknown previous id: it names the user's profile from now on.
+            pid = target if target is not None else self.current_profile(m)
+            if pid is None:
+                pid = self.create(m, identified=True)
+            self.link(USER, m.user_id, pid)
+            self.link(ANONYMOUS, m.previous_id, pid)
+            self.identify(pid)
+            return self.find(pid)
+        if target is None:
+            self.link(USER, m.user_id, source)
+            self.identify(source)
+            return self.find(source)
+        if source != target and self.profiles[source].identified and self.profiles[target].identified:
+            signed = keys.check_identity_signature(self.site.signing_secret, m.user_id, m.signature)
+            if not (self.privileged or signed):
+                raise _Refused(
+                    "previousId",
+                    "merging two identified people needs the secret key or a signature of userId",
+                )
+        self.merge(source, target, ProfileMerge.Reason.ALIAS, m)
+        return self.find(target)
+
+    def apply(self, m: Message, pid: int) -> None:
+        p = self.profiles[pid]
+        p.first_seen = _min(p.first_seen, m.occurred_at)
+        p.last_seen = _max(p.last_seen, m.occurred_at)
+        if m.kind in (Kind.IDENTIFY, Kind.SET) and m.traits:
+            if apply_traits(p.properties, m.traits):
+                p.changed = True
+        if m.kind is Kind.GROUP and m.group_id:
+            company = self.companies.get(m.group_id)
+            if company is None:
+                company = self.companies[m.group_id] = Company(site=self.site, key=m.group_id, properties={})
+            if m.traits and apply_traits(company.properties, m.traits):
+                self.company_changes.add(m.group_id)
+            if company.pk is None:
+                self.company_changes.add(m.group_id)
+            self.company_members.add((m.group_id, pid))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self) -> dict[int, int]:
+        """Write everything; returns placeholder -> database id for new profiles."""
+        real: dict[int, int] = {}
+        new = [p for p in self.profiles.values() if p.new and self.find(p.id) == p.id]
+        if new:
+            created = Profile.objects.bulk_create(
+                [
+                    Profile(
+                        site=self.site,
+                        properties=p.properties,
+                        is_identified=p.identified,
+                        first_seen=p.first_seen,
+                        last_seen=p.last_seen,
+                    )
+                    for p in new
+                ]
+            )
+            real = {p.id: row.pk for p, row in zip(new, created, strict=True)}
+
+        def db_id(pid: int) -> int:
+            root = self.find(pid)
+            return real.get(root, root)
+
+        self._db_id = db_id
+        self._write_identities(db_id)
+        self._write_merges(db_id)
+        self._write_profiles()
+        self._write_companies(db_id)
+        return real
+
+    def _write_identities(self, db_id) -> None:
+        if not self.new_identities:
+            return
+        kinds, keys_, pids = [], [], []
+        for (kind, key), pid in self.new_identities.items():
+            kinds.append(kind)
+            keys_.append(key)
+            pids.append(db_id(pid))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO profiles_identity (site_id, kind, key, profile_id, created_at)
+                SELECT %s, k.kind, k.key, k.profile_id, now()
+                FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[]) AS k(kind, key, profile_id)
+                ON CONFLICT (site_id, kind, key) DO NOTHING
+                RETURNING 1
+                """,
+                [self.site.pk, kinds, keys_, pids],
+            )
+            if len(cursor.fetchall()) != len(kinds):
+                raise ConcurrentChange("an identity was created by a concurrent request")
+
+    def _write_merges(self, db_id) -> None:
+        if not self.merges:
+            return
+        sources = [m.source for m in self.merges]
+        targets = [db_id(m.target) for m in self.merges]
+        site_id = self.site.pk
+        with connection.cursor() as cursor:
+            mapping = "unnest(%s::bigint[], %s::bigint[]) AS m(src, dst)"
+            cursor.execute(
+                f"UPDATE profiles_identity i SET profile_id = m.dst FROM {mapping} WHERE i.profile_id = m.src",
+                [sources, targets],
+            )
+            cursor.execute(
+                f"""UPDATE profiles_profile p SET merged_into_id = m.dst FROM {mapping}
+                    WHERE p.site_id = %s AND (p.id = m.src OR p.merged_into_id = m.src)""",
+                [sources, targets, site_id],
+            )
+            cursor.execute(
+                f"UPDATE tracking_session s SET profile_id = m.dst FROM {mapping} WHERE s.profile_id = m.src",
+                [sources, targets],
+            )
+            cursor.execute(
+                f"""DELETE FROM profiles_companymembership c USING {mapping}
+                    WHERE c.profile_id = m.src AND EXISTS (
+                        SELECT 1 FROM profiles_companymembership t
+                        WHERE t.profile_id = m.dst AND t.company_id = c.company_id)""",
+                [sources, targets],
+            )
+            cursor.execute(
+                f"UPDATE profiles_companymembership c SET profile_id = m.dst FROM {mapping} WHERE c.profile_id = m.src",
+                [sources, targets],
+            )
+            # Anonymous histories are small: move them now. Two identified histories may
+            # be large: a background task moves them in batches (ProfileMerge.repointed_at).
+            small = [(s, t) for s, t, m in zip(sources, targets, self.merges, strict=True) if not m.source_identified]
+            if small:
+                cursor.execute(
+                    f"""UPDATE tracking_event e SET profile_id = m.dst FROM {mapping}
+                        WHERE e.site_id = %s AND e.profile_id = m.src""",
+                    [[s for s, _ in small], [t for _, t in small], site_id],
+                )
+        ProfileMerge.objects.bulk_create(
+            [
+                ProfileMerge(
+                    site=self.site,
+                    source_id=m.source,
+                    target_id=target,
+                    reason=m.reason,
+                    identities=m.identities,
+                    actor=self.actor,
+                    repointed_at=None if m.source_identified else _now(),
+                )
+                for m, target in zip(self.merges, targets, strict=True)
+            ]
+        )
+        profiles_merged.send(sender=Profile, site=self.site, pairs=list(zip(sources, targets, strict=True)))
+
+    def _write_profiles(self) -> None:
+        changed = [
+            p for p in self.profiles.values()
+            if not p.new and self.find(p.id) == p.id
+        ]
+        if not changed:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE profiles_profile p SET
+                    properties = CASE WHEN v.changed THEN v.properties ELSE p.properties END,
+                    is_identified = p.is_identified OR v.identified,
+                    first_seen = LEAST(p.first_seen, v.first_seen),
+                    last_seen = GREATEST(p.last_seen, v.last_seen)
+                FROM unnest(%s::bigint[], %s::jsonb[], %s::boolean[], %s::boolean[],
+                            %s::timestamptz[], %s::timestamptz[])
+                    AS v(id, properties, changed, identified, first_seen, last_seen)
+                WHERE p.id = v.id
+                """,
+                [
+                    [p.id for p in changed],
+                    [_json(p.properties) for p in changed],
+                    [p.changed for p in changed],
+                    [p.identified for p in changed],
+                    [p.first_seen for p in changed],
+                    [p.last_seen for p in changed],
+                ],
+            )
+
+    def _write_companies(self, db_id) -> None:
+        if not self.company_members:
+            return
+        to_save = [self.companies[k] for k in sorted(self.company_changes)]
+        if to_save:
+            Company.objects.bulk_create(
+                to_save,
+                update_conflicts=True,
+                unique_fields=["site", "key"],
+                update_fields=["properties", "updated_at"],
+            )
+            # bulk_create with update_conflicts returns no ids for rows that existed.
+            missing = [c.key for c in self.companies.values() if c.pk is None]
+            if missing:
+                for key, pk in Company.objects.filter(site=self.site, key__in=missing).values_list("key", "id"):
+                    self.companies[key].pk = pk
+        CompanyMembership.objects.bulk_create(
+            [
+                CompanyMembership(company_id=self.companies[key].pk, profile_id=db_id(pid))
+                for key, pid in sorted(self.company_members)
+            ],
+            ignore_conflicts=True,
+        )
+
+
+class _Refused(Exception):
+    def __init__(self, field_name: str, reason: str):
+        self.field = field_name
+        self.reason = reason
+
+
+def resolve_batch(
+    site: Site,
+    messages: Sequence[Message],
+    *,
+    session_profiles: dict[str, int] | None = None,
+    privileged: bool = False,
+    actor: str = "write key",
+) -> Resolution:
+    """Resolve, merge and write the identities and properties of ``messages`` (in order).
+
+    Must run inside a transaction (the caller's); raises ConcurrentChange when a
+    concurrent request got in the way, and the caller retries the transaction.
+    ``session_profiles`` maps the client session ids of the batch to their profiles.
+    """
+    batch = _Batch(site, privileged=privileged, actor=actor)
+    batch.load(messages, session_profiles or {})
+    resolution = Resolution()
+    placed: list[tuple[int, int]] = []
+    for m in messages:
+        try:
+            pid = batch.resolve(m)
+        except _Refused as refused:
+            resolution.errors.append(FieldError(m.index, refused.field, refused.reason))
+            continue
+        batch.apply(m, pid)
+        placed.append((m.index, pid))
+    real = batch.write()
+    resolution.profile_ids = {index: batch._db_id(pid) for index, pid in placed}
+    resolution.merges = [(m.source, batch._db_id(m.target)) for m in batch.merges]
+    resolution.repoint_later = any(m.source_identified for m in batch.merges)
+    resolution.new_profile_ids = sorted(real.values())
+    return resolution
+
+
+def _min(a, b):
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()

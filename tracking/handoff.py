@@ -1,0 +1,112 @@
+"""Durable hand-off of real-time work from ingestion to Celery.
+
+Higher layers register handlers here (segments: membership; campaigns: triggers, carts).
+Every ingest that stores events writes a ``PendingWork`` row in its own transaction and
+enqueues ``process_pending_work_task`` on commit. A handler runs in a transaction that
+also inserts its ``HandlerReceipt``; the unique receipt makes a repeated delivery a
+no-op, so each handler takes effect exactly once per event. The sweep re-enqueues work
+whose task never finished, so a broker outage or a killed worker delays work, never
+loses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from tracking.models import HandlerReceipt, PendingWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    profile_id: int
+    session_id: int | None
+    type: str
+    properties: dict
+    occurred_at: datetime
+
+
+Handler = Callable[[PendingWork, list[EventRow]], None]
+_handlers: dict[str, Handler] = {}
+
+
+def register(name: str, handler: Handler) -> None:
+    """Register a handler (call from an AppConfig.ready). Names are stable: they key receipts."""
+    _handlers[name] = handler
+
+
+def unregister(name: str) -> None:
+    _handlers.pop(name, None)
+
+
+def handlers() -> dict[str, Handler]:
+    return dict(_handlers)
+
+
+def events_of(work: PendingWork) -> list[EventRow]:
+    with connection.cursor() as cursor:
+        # (site_id, profile_id, occurred_at) index; the time range prunes partitions.
+        cursor.execute(
+            """
+            SELECT id, profile_id, session_id, type, properties, occurred_at
+            FROM tracking_event
+            WHERE site_id = %s AND profile_id = ANY(%s) AND occurred_at BETWEEN %s AND %s
+              AND id = ANY(%s)
+            ORDER BY occurred_at, id
+            """,
+            [work.site_id, work.profile_ids, work.occurred_from, work.occurred_to, work.event_ids],
+        )
+        # Django loads jsonb as text from raw cursors.
+        return [EventRow(i, p, s, t, json.loads(props), at) for i, p, s, t, props, at in cursor.fetchall()]
+
+
+def process(work_id: int) -> bool:
+    """Run every handler not yet receipted for this work. True when all are done."""
+    work = PendingWork.objects.filter(pk=work_id, completed_at__isnull=True).first()
+    if work is None:
+        return True
+    PendingWork.objects.filter(pk=work_id).update(attempts=work.attempts + 1)
+    done = set(work.receipts.values_list("handler", flat=True))
+    events = None
+    for name, handler in handlers().items():
+        if name in done:
+            continue
+        if events is None:
+            events = events_of(work)
+        try:
+            with transaction.atomic():
+                HandlerReceipt.objects.create(work=work, handler=name)
+                handler(work, events)
+        except IntegrityError:
+            continue  # a rival delivery took it first
+        except Exception:
+            log.exception("handler %s failed on pending work %s; the sweep retries it", name, work_id)
+            return False
+    PendingWork.objects.filter(pk=work_id).update(completed_at=timezone.now())
+    return True
+
+
+def stale_work(older_than: timedelta = timedelta(minutes=1), limit: int = 500) -> list[int]:
+    cutoff = timezone.now() - older_than
+    return list(
+        PendingWork.objects.filter(completed_at__isnull=True, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def prune_completed(older_than: timedelta = timedelta(days=1), limit: int = 10_000) -> int:
+    cutoff = timezone.now() - older_than
+    ids = list(
+        PendingWork.objects.filter(completed_at__lt=cutoff).values_list("pk", flat=True)[:limit]
+    )
+    return PendingWork.objects.filter(pk__in=ids).delete()[0] if ids else 0

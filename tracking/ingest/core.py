@@ -1,0 +1,270 @@
+"""The one ingestion service every wire format calls.
+
+``ingest_batch(site, messages)`` validates, dedupes, resolves every identity of the
+batch at once, merges and creates profiles, assigns sessions, writes the events and
+records the real-time work, in one transaction and a fixed number of queries whatever
+the batch size (tests/integration/test_ingest_queries.py holds it to that).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from profiles.identity import ConcurrentChange, resolve_batch
+from tracking import handoff, keys
+from tracking.ingest.schema import FieldError, Message, MessageError, validate
+from tracking.models import PendingWork, Site
+from tracking.sessions import PlannedEvent, assign_sessions, profiles_of_client_sessions
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@dataclass
+class IngestResult:
+    accepted: list[int] = field(default_factory=list)  # message indexes stored
+    duplicates: list[int] = field(default_factory=list)  # already seen (messageId): not stored again
+    errors: list[FieldError] = field(default_factory=list)
+    profile_ids: dict[int, int] = field(default_factory=dict)  # message index -> profile id
+    event_ids: list[int] = field(default_factory=list)
+
+
+class IngestRejected(Exception):
+    """The request as a whole is refused; nothing of it is stored."""
+
+    def __init__(self, status: int, code: str, message: str, errors: list[FieldError] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors or []
+
+
+def event_time(m: Message, received_at: datetime) -> datetime:
+    """The client's time corrected for its clock: receivedAt - (sentAt - timestamp)."""
+    if m.timestamp is None:
+        return received_at
+    if m.sent_at is not None:
+        return received_at - (m.sent_at - m.timestamp)
+    return m.timestamp
+
+
+def check_signatures(site: Site, messages: list[Message], *, privileged: bool) -> None:
+    """Secure mode. A signature that does not verify is always refused; with "only signed
+    data", so is any message naming an identified person without one."""
+    if privileged:
+        return
+    for m in messages:
+        if m.signature and m.user_id:
+            if not keys.check_identity_signature(site.signing_secret, m.user_id, m.signature):
+                raise IngestRejected(
+                    401, "bad_signature", "The identity signature does not match userId.",
+                    [FieldError(m.index, "signature", "does not match userId")],
+                )
+        elif site.only_signed_data and m.user_id:
+            raise IngestRejected(
+                401, "unsigned", "This site accepts only signed identities.",
+                [FieldError(m.index, "signature", "is required for userId on this site")],
+            )
+
+
+def ingest_batch(
+    site: Site,
+    messages: list[Message],
+    *,
+    received_at: datetime | None = None,
+    privileged: bool = False,
+    actor: str = "write key",
+    strict: bool = False,
+) -> IngestResult:
+    received_at = received_at or timezone.now()
+    result = IngestResult()
+    valid: list[Message] = []
+    for m in messages:
+        try:
+            validate(m)
+        except MessageError as exc:
+            result.errors.append(FieldError(m.index, exc.field, exc.reason))
+            continue
+        m.occurred_at = event_time(m, received_at)
+        valid.append(m)
+    if strict and result.errors:
+        raise IngestRejected(400, "invalid", "The batch has invalid messages.", result.errors)
+    check_signatures(site, valid, privileged=privileged)
+    if not valid:
+        return result
+
+    for attempt in range(RETRIES):
+        try:
+            with transaction.atomic():
+                stored = _store(
+                    site, valid, received_at=received_at, privileged=privileged, actor=actor, strict=strict
+                )
+            break
+        except (ConcurrentChange, OperationalError) as exc:
+            # A concurrent batch created the same person, or a deadlock/serialization
+            # failure: the transaction rolled back whole, so running it again is safe.
+            if attempt == RETRIES - 1 or (isinstance(exc, OperationalError) and not _retryable(exc)):
+                raise
+            log.info("ingest retry %s for site %s: %s", attempt + 1, site.pk, exc)
+    result.accepted = stored.accepted
+    result.duplicates = stored.duplicates
+    result.errors.extend(stored.errors)
+    result.profile_ids = stored.profile_ids
+    result.event_ids = stored.event_ids
+    result.errors.sort(key=lambda e: (e.index if e.index is not None else -1))
+    return result
+
+
+def _retryable(exc: OperationalError) -> bool:
+    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+    return sqlstate in {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def _store(site: Site, messages: list[Message], *, received_at, privileged, actor, strict) -> IngestResult:
+    result = IngestResult()
+    fresh = _dedupe(site, messages, received_at)
+    result.duplicates = [m.index for m in messages if m not in fresh]
+    if not fresh:
+        return result
+    client_sessions = {m.session_id for m in fresh if m.session_id}
+    resolution = resolve_batch(
+        site,
+        fresh,
+        session_profiles=profiles_of_client_sessions(site, client_sessions),
+        privileged=privileged,
+        actor=actor,
+    )
+    result.errors = resolution.errors
+    if strict and resolution.errors:
+        # An identity rule refused a message (an alias, say): all or nothing, so roll back.
+        raise IngestRejected(400, "invalid", "The batch has invalid messages.", resolution.errors)
+    planned = [
+        PlannedEvent(
+            profile_id=resolution.profile_ids[m.index],
+            kind=m.kind,
+            type=m.event_type(),
+            properties=m.event_properties(),
+            context=m.context,
+            occurred_at=m.occurred_at,
+            message_id=m.message_id,
+            client_session_id=m.session_id,
+            new_session=m.new_session,
+        )
+        for m in fresh
+        if m.index in resolution.profile_ids
+    ]
+    visits = assign_sessions(site, planned)
+    events = planned + visits
+    result.event_ids = _insert_events(site, events, received_at)
+    result.accepted = [m.index for m in fresh if m.index in resolution.profile_ids]
+    result.profile_ids = resolution.profile_ids
+    _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
+    return result
+
+
+def _dedupe(site: Site, messages: list[Message], received_at: datetime) -> list[Message]:
+    """Messages whose messageId was not seen before (claimed now, in this transaction)."""
+    first: dict[str, Message] = {}
+    for m in messages:
+        if m.message_id and m.message_id not in first:
+            first[m.message_id] = m
+    claimed: set[str] = set()
+    if first:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO tracking_messagededupe (site_id, message_id, first_seen)
+                SELECT %s, unnest(%s::varchar[]), %s
+                ON CONFLICT DO NOTHING
+                RETURNING message_id
+                """,
+                [site.pk, list(first), received_at],
+            )
+            claimed = {row[0] for row in cursor.fetchall()}
+    return [m for m in messages if not m.message_id or (m.message_id in claimed and first[m.message_id] is m)]
+
+
+COPY_COLUMNS = (
+    "id", "site_id", "profile_id", "session_id", "type", "properties", "context",
+    "occurred_at", "received_at", "message_id",
+)
+
+
+def _insert_events(site: Site, events: list[PlannedEvent], received_at: datetime) -> list[int]:
+    """COPY the events in; ids are taken from the table's sequence first (COPY returns none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('tracking_event', 'id')) FROM generate_series(1, %s)",
+            [len(events)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        buffer = io.StringIO()
+        for event_id, e in zip(ids, events, strict=True):
+            buffer.write(
+                "\t".join(
+                    (
+                        str(event_id),
+                        str(site.pk),
+                        str(e.profile_id),
+                        str(e.session.id) if e.session is not None else r"\N",
+                        _copy_text(e.type),
+                        _copy_text(_json(e.properties)),
+                        _copy_text(_json(e.context)),
+                        e.occurred_at.isoformat(),
+                        received_at.isoformat(),
+                        _copy_text(e.message_id) if e.message_id else r"\N",
+                    )
+                )
+            )
+            buffer.write("\n")
+        raw = cursor.cursor  # psycopg's own cursor: COPY is not in the DB-API
+        with raw.copy(f"COPY tracking_event ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
+    return ids
+
+
+def _record_work(site: Site, events: list[PlannedEvent], event_ids: list[int], *, repoint_later: bool) -> None:
+    if repoint_later:
+        from profiles.tasks import repoint_merged_events_task
+
+        transaction.on_commit(lambda: _enqueue(repoint_merged_events_task, site.pk))
+    if not handoff.handlers():
+        return
+    work = PendingWork.objects.create(
+        site=site,
+        event_ids=event_ids,
+        profile_ids=sorted({e.profile_id for e in events}),
+        occurred_from=min(e.occurred_at for e in events),
+        occurred_to=max(e.occurred_at for e in events),
+    )
+    from tracking.tasks import process_pending_work_task
+
+    transaction.on_commit(lambda: _enqueue(process_pending_work_task, work.pk))
+
+
+def _enqueue(task, *args) -> None:
+    try:
+        task.delay(*args)
+    except Exception:
+        # The broker is down: the work is in PostgreSQL and the sweep will pick it up.
+        log.warning("could not enqueue %s%s; the sweep will", task.name, args, exc_info=True)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)

@@ -1,0 +1,232 @@
+"""Sessions for a batch of events: inactivity timeout, client session ids, visited-site.
+
+A session is a visit. An event joins its person's current session unless the client
+names another session, asks for a new one, or the person was inactive longer than the
+site's timeout; then a new session starts, and with it a ``visited-site`` event. Calls
+that describe the person rather than behaviour (identify, set, alias, group) join the
+current session but never start one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+
+from tracking.ingest.schema import Kind
+from tracking.models import Session, Site
+
+NON_VISIT_KINDS = frozenset({Kind.IDENTIFY, Kind.SET, Kind.ALIAS, Kind.GROUP})
+
+
+@dataclass(slots=True)
+class PlannedEvent:
+    """An event about to be stored (the core builds these from messages)."""
+
+    profile_id: int
+    kind: Kind
+    type: str
+    properties: dict[str, Any]
+    context: dict[str, Any]
+    occurred_at: datetime
+    message_id: str | None
+    client_session_id: str | None = None
+    new_session: bool = False
+    session: _OpenSession | None = None
+
+
+@dataclass(slots=True)
+class _OpenSession:
+    id: int | None
+    profile_id: int
+    external_id: str | None
+    started_at: datetime
+    last_event_at: datetime
+    event_count: int = 0
+    context: dict[str, Any] = field(default_factory=dict)
+    touched: bool = False
+
+
+def profiles_of_client_sessions(site: Site, external_ids: set[str]) -> dict[str, int]:
+    """Client session id -> profile (session recovery: Tracardi sends only its session)."""
+    if not external_ids:
+        return {}
+    rows = (
+        Session.objects.filter(site=site, external_id__in=external_ids)
+        .order_by("external_id", "-last_event_at")
+        .distinct("external_id")
+        .values_list("external_id", "profile_id")
+    )
+    return dict(rows)
+
+
+def assign_sessions(site: Site, events: list[PlannedEvent]) -> list[PlannedEvent]:
+    """Attach every event to a session (writing sessions in bulk); returns the
+    visited-site events to store as well."""
+    if not events:
+        return []
+    timeout = timedelta(minutes=site.session_timeout_minutes)
+    by_profile: dict[int, list[PlannedEvent]] = defaultdict(list)
+    for event in events:
+        by_profile[event.profile_id].append(event)
+    current = _latest_sessions(list(by_profile))
+    named = _client_sessions(site, {e.client_session_id for e in events if e.client_session_id})
+    visits: list[PlannedEvent] = []
+    opened: list[_OpenSession] = []
+
+    for profile_id, profile_events in by_profile.items():
+        profile_events.sort(key=lambda e: e.occurred_at)
+        session = current.get(profile_id)
+        for event in profile_events:
+            wanted = event.client_session_id
+            candidate = session
+            if wanted and (candidate is None or candidate.external_id != wanted):
+                candidate = named.get((profile_id, wanted))
+            if (
+                candidate is not None
+                and not event.new_session
+                and not _expired(candidate, event.occurred_at, timeout)
+            ):
+                session = candidate
+            elif event.kind in NON_VISIT_KINDS and not event.new_session:
+                continue  # describes the person; there is no visit to join
+            else:
+                session = _open(profile_id, wanted, event, opened, visits, named)
+            _join(session, event)
+        if session is not None:
+            current[profile_id] = session
+
+    _write_sessions(site, opened, [s for s in _all_sessions(current, named) if s.id is not None and s.touched])
+    return visits
+
+
+def _expired(session: _OpenSession, at: datetime, timeout: timedelta) -> bool:
+    # A late event (offline queue) inside the visit joins it; one far from it does not.
+    return at - session.last_event_at > timeout or session.started_at - at > timeout
+
+
+def _open(profile_id, external_id, event, opened, visits, named) -> _OpenSession:
+    session = _OpenSession(
+        id=None,
+        profile_id=profile_id,
+        external_id=external_id,
+        started_at=event.occurred_at,
+        last_event_at=event.occurred_at,
+        context=_landing(event.context),
+    )
+    opened.append(session)
+    if external_id:
+        named[(profile_id, external_id)] = session
+    visits.append(
+        PlannedEvent(
+            profile_id=profile_id,
+            kind=Kind.TRACK,
+            type="visited-site",
+            properties={},
+            context=event.context,
+            occurred_at=event.occurred_at,
+            message_id=None,
+            session=session,
+        )
+    )
+    session.event_count += 1
+    return session
+
+
+def _join(session: _OpenSession, event: PlannedEvent) -> None:
+    event.session = session
+    session.event_count += 1
+    session.touched = True
+    if event.occurred_at > session.last_event_at:
+        session.last_event_at = event.occurred_at
+    if event.occurred_at < session.started_at:
+        session.started_at = event.occurred_at
+
+
+def _landing(context: dict[str, Any]) -> dict[str, Any]:
+    keep = {}
+    for key in ("page", "referrer", "campaign", "userAgent", "ip"):
+        if key in context:
+            keep[key] = context[key]
+    return keep
+
+
+def _all_sessions(current, named):
+    seen = set()
+    for session in list(current.values()) + list(named.values()):
+        if id(session) not in seen:
+            seen.add(id(session))
+            yield session
+
+
+def _latest_sessions(profile_ids: list[int]) -> dict[int, _OpenSession]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT ON (profile_id) id, profile_id, external_id, started_at, last_event_at, event_count
+            FROM tracking_session
+            WHERE profile_id = ANY(%s)
+            ORDER BY profile_id, last_event_at DESC
+            """,
+            [profile_ids],
+        )
+        return {row[1]: _OpenSession(*row) for row in cursor.fetchall()}
+
+
+def _client_sessions(site: Site, external_ids: set[str]) -> dict[tuple[int, str], _OpenSession]:
+    if not external_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT ON (profile_id, external_id)
+                   id, profile_id, external_id, started_at, last_event_at, event_count
+            FROM tracking_session
+            WHERE site_id = %s AND external_id = ANY(%s)
+            ORDER BY profile_id, external_id, last_event_at DESC
+            """,
+            [site.pk, list(external_ids)],
+        )
+        return {(row[1], row[2]): _OpenSession(*row) for row in cursor.fetchall()}
+
+
+def _write_sessions(site: Site, opened: list[_OpenSession], touched: list[_OpenSession]) -> None:
+    if opened:
+        rows = Session.objects.bulk_create(
+            [
+                Session(
+                    site=site,
+                    profile_id=s.profile_id,
+                    external_id=s.external_id,
+                    started_at=s.started_at,
+                    last_event_at=s.last_event_at,
+                    event_count=s.event_count,
+                    context=s.context,
+                )
+                for s in opened
+            ]
+        )
+        for session, row in zip(opened, rows, strict=True):
+            session.id = row.pk
+    if touched:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE tracking_session s SET
+                    last_event_at = GREATEST(s.last_event_at, v.last_event_at),
+                    started_at = LEAST(s.started_at, v.started_at),
+                    event_count = v.event_count
+                FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::int[])
+                    AS v(id, last_event_at, started_at, event_count)
+                WHERE s.id = v.id
+                """,
+                [
+                    [s.id for s in touched],
+                    [s.last_event_at for s in touched],
+                    [s.started_at for s in touched],
+                    [s.event_count for s in touched],
+                ],
+            )

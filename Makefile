@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
+TRACKER := build/tracker.json
 
 .PHONY: install run test lint bench stop clean
 
@@ -16,7 +17,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+# The JS tracker, minified into build/static/ (served before static/; not committed).
+$(TRACKER): static/footprint.js tracking/build_tracker.mjs $(NODE_STAMP)
+	npm run --silent build:tracker
+
+install: $(STAMP) $(NODE_STAMP) $(TRACKER)
 
 run: install
 	$(PY) manage.py serve
@@ -35,4 +40,4 @@ stop: $(STAMP)
 	$(PY) -c "from config import embedded; embedded.stop()"
 
 clean:
-	rm -rf $(VENV) node_modules .data
+	rm -rf $(VENV) node_modules .data build

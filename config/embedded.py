@@ -60,11 +60,12 @@ def broker_url() -> str:
 
 def broker_transport_options() -> dict:
     folder = Path(os.environ.get("CELERY_FILESYSTEM_BROKER_DIR", DATA_DIR / "broker"))
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
         "store_processed": False,
+        "control_folder": str(folder / "control"),
     }

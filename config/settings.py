@@ -139,11 +139,15 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = embedded.DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing root
+# The minified JS tracker (`make install` builds it; not committed) shadows its source.
+TRACKER_BUILD_DIR = BASE_DIR / "build"
 STATICFILES_DIRS = [
+    *([TRACKER_BUILD_DIR / "static"] if (TRACKER_BUILD_DIR / "static").is_dir() else []),
     BASE_DIR / "static",
     # Front-end libraries come from the npm registry at install time (package.json).
     ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
     ("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    ("vendor/segment", BASE_DIR / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -155,6 +159,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
+# Versioned files never change: the tracker under tracker/<hash>/, and names hashed by a
+# manifest storage. Everything else is cached for WHITENOISE_MAX_AGE (60 s).
+WHITENOISE_IMMUTABLE_FILE_TEST = r"^/static/tracker/[0-9a-f]{12}/footprint\.js$|\.[0-9a-f]{12}\.\w+$"
 
 LOGIN_URL = "app:login"
 LOGIN_REDIRECT_URL = "app:home"
@@ -162,6 +169,10 @@ LOGOUT_REDIRECT_URL = "app:login"
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# Tracking API: X-Forwarded-For gives the client address only across this many proxies
+# of ours (0: never, REMOTE_ADDR is used); write key lookups cached this long (0: off).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+WRITE_KEY_CACHE_SECONDS = env.int("WRITE_KEY_CACHE_SECONDS", default=0)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

@@ -20,8 +20,8 @@ locked (in id order, so concurrent batches cannot deadlock) until it commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -236,6 +236,14 @@ class _Batch:
         return pid
 
     def resolve(self, m: Message) -> int:
+        pid = self._resolve(m)
+        if m.session_id:
+            # Later messages of the batch that name only this client session recover the
+            # same person (a Tracardi request is many events under one new session).
+            self.session_profiles[m.session_id] = pid
+        return pid
+
+    def _resolve(self, m: Message) -> int:
         current = self.current_profile(m)
         if m.kind is Kind.ALIAS:
             return self.alias(m)
@@ -267,12 +275,14 @@ class _Batch:
         target = self.lookup(USER, m.user_id)
         source = self.lookup(USER, m.previous_id) or self.lookup(ANONYMOUS, m.previous_id)
         if source is None:
-            # Unknown previous id: it names the user's profile from now on.
+            # Unknown previous id: it names the user's profile from now on, whether it
+            # comes back as an anonymous id or as a user id (Tracktor's srcid is one).
             pid = target if target is not None else self.current_profile(m)
             if pid is None:
                 pid = self.create(m, identified=True)
             self.link(USER, m.user_id, pid)
             self.link(ANONYMOUS, m.previous_id, pid)
+            self.link(USER, m.previous_id, pid)
             self.identify(pid)
             return self.find(pid)
         if target is None:

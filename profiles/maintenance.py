@@ -67,11 +67,15 @@ def anonymous_profiles_purge(*, batch: int = 500, max_batches: int = 20, now=Non
         cutoff = now - timedelta(days=site.anonymous_retention_days)
         for _ in range(max_batches):
             with transaction.atomic():
+                # Locked, skipping any an ingest holds: a visitor who comes back while
+                # the purge runs keeps the profile its new events are being written to
+                # (the lock re-checks last_seen against the committed row).
                 ids = list(
                     Profile.objects.filter(
                         site=site, is_identified=False, merged_into__isnull=True, last_seen__lt=cutoff
                     )
                     .order_by("last_seen")
+                    .select_for_update(skip_locked=True)
                     .values_list("pk", flat=True)[:batch]
                 )
                 profiles_delete(site_id=site.pk, profile_ids=ids)

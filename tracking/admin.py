@@ -5,11 +5,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from tracking import services
+from tracking.admin_forms import SiteAdminForm
+from tracking.format_examples import format_examples
 from tracking.models import Membership, SecretKey, Site, WriteKey
 from tracking.snippet import tracker_snippet
 
@@ -56,10 +59,12 @@ class SiteAdmin(admin.ModelAdmin):
     list_display = ["name", "id", "created_at", "only_signed_data", "active_write_keys"]
     search_fields = ["name"]
     inlines = [WriteKeyInline, SecretKeyInline, MembershipInline]
-    readonly_fields = ["snippet", "signing_secret_display"]
+    form = SiteAdminForm
+    readonly_fields = ["snippet", "signing_secret_display", "format_examples_panel"]
     fieldsets = [
         (None, {"fields": ["name", "time_zone"]}),
         ("Tracker snippet", {"fields": ["snippet"]}),
+        ("How to call each format", {"fields": ["format_examples_panel"], "classes": ["collapse"]}),
         (
             "Secure mode",
             {"fields": ["signing_secret_display", "only_signed_data"]},
@@ -72,6 +77,7 @@ class SiteAdmin(admin.ModelAdmin):
                     "anonymous_retention_days",
                     "cart_abandon_minutes",
                     "allowed_origins",
+                    "respect_do_not_track",
                 ]
             },
         ),
@@ -87,6 +93,12 @@ class SiteAdmin(admin.ModelAdmin):
         if not obj.pk:
             return "Save the site to get its snippet."
         return format_html('<pre class="footprint-snippet">{}</pre>', tracker_snippet(obj))
+
+    @admin.display(description="calls")
+    def format_examples_panel(self, obj: Site) -> str:
+        if not obj.pk:
+            return "Save the site to see how to call it."
+        return render_to_string("admin/tracking/site/format_examples.html", {"examples": format_examples(obj)})
 
     @admin.display(description="signing secret")
     def signing_secret_display(self, obj: Site) -> str:

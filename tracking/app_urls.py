@@ -13,7 +13,6 @@ page_urls = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("s/<int:site_id>/settings/", app_views.site_settings, name="settings"),
-    path("s/<int:site_id>/people/", app_views.section, {"name": "people"}, name="people"),
     path("s/<int:site_id>/segments/", app_views.section, {"name": "segments"}, name="segments"),
     path("s/<int:site_id>/funnels/", app_views.section, {"name": "funnels"}, name="funnels"),
     path("s/<int:site_id>/metrics/", app_views.section, {"name": "metrics"}, name="metrics"),

@@ -7,9 +7,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
 from tracking.access import LAST_SITE_SESSION_KEY, can, site_page
-from tracking.forms import SiteSettingsForm
+from tracking.forms import SiteSettingsForm, auto_event_rules_formset
 from tracking.models import Membership, Site
-from tracking.snippet import tracker_snippet
+from tracking.snippet import drop_ins, tracker_snippet
 
 
 @login_required
@@ -27,24 +27,32 @@ def home(request):
 def site_settings(request, site: Site):
     editable = can(request.user, site, Membership.Role.ADMIN)
     form = SiteSettingsForm(request.POST or None, instance=site)
+    rules = auto_event_rules_formset(site, request.POST or None)
     if request.method == "POST":
         if not editable:
             messages.error(request, "Only site admins can change settings.")
             return redirect("app:settings", site_id=site.pk)
-        if form.is_valid():
+        # Both are validated so every error shows at once.
+        if all([form.is_valid(), not rules.is_bound or rules.is_valid()]):
+            if rules.is_bound:
+                form.instance.auto_event_rules = rules.rules()
             form.save()
             messages.success(request, "Settings saved.")
             return redirect("app:settings", site_id=site.pk)
     if not editable:
-        for field in form.fields.values():
-            field.disabled = True
+        for each in [form, *rules.forms]:
+            for field in each.fields.values():
+                field.disabled = True
+    base_url = request.build_absolute_uri("/")
     return render(
         request,
         "app/settings.html",
         {
             "form": form,
+            "rules": rules,
             "editable": editable,
-            "snippet": tracker_snippet(site, base_url=request.build_absolute_uri("/")),
+            "snippet": tracker_snippet(site, base_url=base_url),
+            "drop_ins": drop_ins(site, base_url=base_url),
             "write_keys": site.write_keys.active(),
             "section": "settings",
             "title": "Settings",
@@ -53,11 +61,6 @@ def site_settings(request, site: Site):
 
 
 SECTIONS = {
-    "people": (
-        "People",
-        "No one has been tracked on this site yet.",
-        "People appear here as soon as the site sends events: paste the tracker snippet from Settings, or call the HTTP API.",
-    ),
     "segments": (
         "Segments",
         "No segments yet.",

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import zoneinfo
+from typing import Any
 
 from django import forms
 
+from tracking import auto_events
 from tracking.models import Site
 
 
@@ -23,6 +25,7 @@ class SiteSettingsForm(forms.ModelForm):
             "anonymous_retention_days",
             "cart_abandon_minutes",
             "only_signed_data",
+            "respect_do_not_track",
             "allowed_origins",
         ]
         labels = {
@@ -30,6 +33,7 @@ class SiteSettingsForm(forms.ModelForm):
             "anonymous_retention_days": "Anonymous history retention (days)",
             "cart_abandon_minutes": "Cart abandonment timeout (minutes)",
             "only_signed_data": "Only accept signed identities",
+            "respect_do_not_track": "Respect browsers' Do Not Track",
         }
 
     def __init__(self, *args, **kwargs):
@@ -53,3 +57,78 @@ class SiteSettingsForm(forms.ModelForm):
                 raise forms.ValidationError(f"{origin!r} is not an origin (http:// or https://…).")
             origins.append(origin)
         return origins
+
+
+class AutoEventRuleForm(forms.Form):
+    """One row of the auto-event rules editor (see tracking.auto_events)."""
+
+    kind = forms.ChoiceField(
+        choices=list(auto_events.KINDS.items()),
+        initial="page",
+        label="When",
+        widget=forms.Select(attrs={"aria-label": "When"}),
+    )
+    match = forms.CharField(
+        max_length=auto_events.MAX_MATCH_LENGTH,
+        label="URL pattern or CSS selector",
+        widget=forms.TextInput(
+            attrs={"placeholder": "/pricing*", "spellcheck": "false", "aria-label": "URL pattern or CSS selector"}
+        ),
+    )
+    event = forms.CharField(
+        max_length=auto_events.MAX_EVENT_LENGTH,
+        label="Record event",
+        widget=forms.TextInput(attrs={"placeholder": "Pricing Viewed", "aria-label": "Record event"}),
+    )
+
+    def clean_event(self) -> str:
+        try:
+            return auto_events.check_event_name(self.cleaned_data["event"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        kind, match = cleaned.get("kind"), cleaned.get("match")
+        if kind and match is not None:
+            check = auto_events.check_url_pattern if kind == "page" else auto_events.check_selector
+            try:
+                cleaned["match"] = check(match)
+            except ValueError as exc:
+                self.add_error("match", str(exc))
+        return cleaned
+
+
+class BaseAutoEventRuleFormSet(forms.BaseFormSet):
+    def rules(self) -> list[dict[str, str]]:
+        """The kept rows, in order, as stored in ``Site.auto_event_rules``."""
+        return [
+            {"kind": form.cleaned_data["kind"], "match": form.cleaned_data["match"], "event": form.cleaned_data["event"]}
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+
+
+AutoEventRuleFormSet = forms.formset_factory(
+    AutoEventRuleForm,
+    formset=BaseAutoEventRuleFormSet,
+    extra=0,
+    can_delete=True,
+    max_num=100,
+    validate_max=True,
+    absolute_max=100,
+)
+
+
+def auto_event_rules_formset(site: Site, data=None) -> BaseAutoEventRuleFormSet:
+    """The rules editor for ``site``; a POST without the editor leaves the rules as they are
+    (the formset stays unbound)."""
+    if data is not None and "rules-TOTAL_FORMS" not in data:
+        data = None
+    rules = site.auto_event_rules if isinstance(site.auto_event_rules, list) else []
+    initial = [
+        {"kind": r.get("kind"), "match": r.get("match", ""), "event": r.get("event", "")}
+        for r in rules
+        if isinstance(r, dict) and r.get("kind") in auto_events.KINDS
+    ]
+    return AutoEventRuleFormSet(data, initial=initial, prefix="rules")

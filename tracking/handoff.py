@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tracking.models import HandlerReceipt, PendingWork
@@ -54,16 +54,17 @@ def handlers() -> dict[str, Handler]:
 
 def events_of(work: PendingWork) -> list[EventRow]:
     with connection.cursor() as cursor:
-        # (site_id, profile_id, occurred_at) index; the time range prunes partitions.
+        # The primary key (occurred_at, id); the time range prunes partitions. Not by
+        # profile: a merge may have moved the events since the work was recorded, and
+        # each row says whose it is now.
         cursor.execute(
             """
             SELECT id, profile_id, session_id, type, properties, occurred_at
             FROM tracking_event
-            WHERE site_id = %s AND profile_id = ANY(%s) AND occurred_at BETWEEN %s AND %s
-              AND id = ANY(%s)
+            WHERE site_id = %s AND occurred_at BETWEEN %s AND %s AND id = ANY(%s)
             ORDER BY occurred_at, id
             """,
-            [work.site_id, work.profile_ids, work.occurred_from, work.occurred_to, work.event_ids],
+            [work.site_id, work.occurred_from, work.occurred_to, work.event_ids],
         )
         # Django loads jsonb as text from raw cursors.
         return [EventRow(i, p, s, t, json.loads(props), at) for i, p, s, t, props, at in cursor.fetchall()]
@@ -84,15 +85,31 @@ def process(work_id: int) -> bool:
             events = events_of(work)
         try:
             with transaction.atomic():
-                HandlerReceipt.objects.create(work=work, handler=name)
+                if not _claim(work_id, name):
+                    continue  # a rival delivery took it first
                 handler(work, events)
-        except IntegrityError:
-            continue  # a rival delivery took it first
         except Exception:
+            # Any failure, a handler's own IntegrityError too, rolls back its receipt.
             log.exception("handler %s failed on pending work %s; the sweep retries it", name, work_id)
             return False
     PendingWork.objects.filter(pk=work_id).update(completed_at=timezone.now())
     return True
+
+
+def _claim(work_id: int, handler: str) -> bool:
+    """Insert the handler's receipt; False when another delivery holds it. A rival still
+    running its handler makes this wait for its commit (taken) or rollback (ours)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {HandlerReceipt._meta.db_table} (work_id, handler, done_at)
+            VALUES (%s, %s, now())
+            ON CONFLICT (work_id, handler) DO NOTHING
+            RETURNING id
+            """,
+            [work_id, handler],
+        )
+        return cursor.fetchone() is not None
 
 
 def stale_work(older_than: timedelta = timedelta(minutes=1), limit: int = 500) -> list[int]:

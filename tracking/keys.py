@@ -11,10 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 WRITE_KEY_PREFIX = "wk_"
 SECRET_KEY_PREFIX = "sk_"
 LOOKUP_LENGTH = 8
+# The signed person parameters a letter's links carry; the JS tracker identifies the
+# person with them on landing and removes them from the address bar.
+LETTER_ID_PARAM = "fp_id"
+LETTER_SIGNATURE_PARAM = "fp_sig"
 
 
 def new_write_key() -> str:
@@ -52,3 +57,16 @@ def check_identity_signature(secret: str, identity: str, signature: str | None) 
     if not signature:
         return False
     return hmac.compare_digest(sign_identity(secret, identity), signature.strip().lower())
+
+
+def add_identity_params(url: str, identity: str, secret: str) -> str:
+    """``url`` with the signed person parameters (``fp_id``, ``fp_sig``) added, replacing
+    any already there; other parameters and the fragment are kept."""
+    parts = urlsplit(url)
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name not in (LETTER_ID_PARAM, LETTER_SIGNATURE_PARAM)
+    ]
+    query += [(LETTER_ID_PARAM, identity), (LETTER_SIGNATURE_PARAM, sign_identity(secret, identity))]
+    return urlunsplit(parts._replace(query=urlencode(query)))

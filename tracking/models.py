@@ -61,7 +61,13 @@ class Site(models.Model):
         help_text='Raptor parameters to fields, e.g. {"p1": "event_type", "p2": "product_id"}.',
     )
     auto_event_rules = models.JSONField(
-        default=list, blank=True, help_text="Tracker page-view and click rules."
+        default=list,
+        blank=True,
+        help_text='Tracker page-view and click rules: [{"kind": "page"|"click", "match": URL pattern or CSS selector, "event": name}].',
+    )
+    respect_do_not_track = models.BooleanField(
+        default=False,
+        help_text="The tracker sends nothing for visitors whose browser asks not to be tracked (Do Not Track, Global Privacy Control).",
     )
 
     objects = SiteQuerySet.as_manager()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from tracking import keys
@@ -41,11 +46,46 @@ def secret_key_issue(*, site: Site, label: str = "") -> IssuedSecret:
     return IssuedSecret(record=record, key=key)
 
 
+# Write key -> (cache entry expiry on the monotonic clock, site, key expiry). Every
+# tracking request looks its key up; with ``WRITE_KEY_CACHE_SECONDS`` > 0 (off by
+# default) this spares the query. Saving or deleting a site or key clears the cache of
+# this process; other processes, and ``QuerySet.update()``, are seen within the TTL.
+_write_key_cache: dict[str, tuple[float, Site, datetime | None]] = {}
+_WRITE_KEY_CACHE_LIMIT = 10_000
+
+
 def site_for_write_key(key: str | None) -> Site | None:
+    """The site of an active write key (cached for ``WRITE_KEY_CACHE_SECONDS`` when set)."""
     if not key:
         return None
+    ttl = settings.WRITE_KEY_CACHE_SECONDS
+    now = time.monotonic()
+    if ttl > 0:
+        hit = _write_key_cache.get(key)
+        if hit is not None and hit[0] > now and (hit[2] is None or hit[2] > timezone.now()):
+            return hit[1]
     write_key = WriteKey.objects.active().select_related("site").filter(key=key).first()
-    return write_key.site if write_key else None
+    if write_key is None:
+        _write_key_cache.pop(key, None)
+        return None
+    if ttl > 0:
+        if len(_write_key_cache) >= _WRITE_KEY_CACHE_LIMIT:
+            _write_key_cache.clear()
+        _write_key_cache[key] = (now + ttl, write_key.site, write_key.expires_at)
+    return write_key.site
+
+
+@receiver([post_save, post_delete], sender=Site)
+@receiver([post_save, post_delete], sender=WriteKey)
+def _forget_write_keys(**kwargs) -> None:
+    _write_key_cache.clear()
+
+
+def site_for_id(site_id: int) -> Site | None:
+    """A site by id, as Raptor URLs name it (``/t/<site id>.rsa``), while it has an active
+    write key: revoking every key of a site stops its data whichever way it is named."""
+    key = WriteKey.objects.active().select_related("site").filter(site_id=site_id).first()
+    return key.site if key else None
 
 
 def site_for_secret_key(key: str | None) -> Site | None:

@@ -47,7 +47,6 @@ class _OpenSession:
     last_event_at: datetime
     event_count: int = 0
     context: dict[str, Any] = field(default_factory=dict)
-    touched: bool = False
 
 
 def profiles_of_client_sessions(site: Site, external_ids: set[str]) -> dict[str, int]:
@@ -76,6 +75,7 @@ def assign_sessions(site: Site, events: list[PlannedEvent]) -> list[PlannedEvent
     named = _client_sessions(site, {e.client_session_id for e in events if e.client_session_id})
     visits: list[PlannedEvent] = []
     opened: list[_OpenSession] = []
+    joined: dict[int, _OpenSession] = {}  # every session an event joined, by object identity
 
     for profile_id, profile_events in by_profile.items():
         profile_events.sort(key=lambda e: e.occurred_at)
@@ -96,10 +96,13 @@ def assign_sessions(site: Site, events: list[PlannedEvent]) -> list[PlannedEvent
             else:
                 session = _open(profile_id, wanted, event, opened, visits, named)
             _join(session, event)
+            joined[id(session)] = session
         if session is not None:
             current[profile_id] = session
 
-    _write_sessions(site, opened, [s for s in _all_sessions(current, named) if s.id is not None and s.touched])
+    # Existing sessions only (opened ones are inserted whole); a batch may continue one
+    # visit and then start another, so the one it left needs its update too.
+    _write_sessions(site, opened, [s for s in joined.values() if s.id is not None])
     return visits
 
 
@@ -139,7 +142,6 @@ def _open(profile_id, external_id, event, opened, visits, named) -> _OpenSession
 def _join(session: _OpenSession, event: PlannedEvent) -> None:
     event.session = session
     session.event_count += 1
-    session.touched = True
     if event.occurred_at > session.last_event_at:
         session.last_event_at = event.occurred_at
     if event.occurred_at < session.started_at:
@@ -152,14 +154,6 @@ def _landing(context: dict[str, Any]) -> dict[str, Any]:
         if key in context:
             keep[key] = context[key]
     return keep
-
-
-def _all_sessions(current, named):
-    seen = set()
-    for session in list(current.values()) + list(named.values()):
-        if id(session) not in seen:
-            seen.add(id(session))
-            yield session
 
 
 def _latest_sessions(profile_ids: list[int]) -> dict[int, _OpenSession]:

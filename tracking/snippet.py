@@ -1,20 +1,44 @@
-"""The tracker snippet a site pastes into its pages (shown in the admin and Settings)."""
+"""The tracker snippets a site pastes into its pages (shown in the admin and Settings)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.template.loader import render_to_string
 
+from tracking import tracker
 from tracking.models import Site
 
 
-def tracker_snippet(site: Site, *, base_url: str | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class DropIns:
+    """What a site leaving Carma or Tracktor changes in its pages: only URL and token."""
+
+    carma_tag: str
+    tracktor_url_prefix: str
+    write_key: str
+
+
+def _context(site: Site, base_url: str | None) -> dict:
+    base = (base_url or settings.SITE_URL).rstrip("/")
     write_key = site.primary_write_key()
-    return render_to_string(
-        "tracking/snippet.html",
-        {
-            "base_url": (base_url or settings.SITE_URL).rstrip("/"),
-            "write_key": write_key.key if write_key else "NO-ACTIVE-WRITE-KEY",
-            "site": site,
-        },
-    ).strip()
+    return {
+        "base_url": base,
+        "script_url": tracker.script_url(base),
+        "write_key": write_key.key if write_key else "NO-ACTIVE-WRITE-KEY",
+        "site": site,
+    }
+
+
+def tracker_snippet(site: Site, *, base_url: str | None = None) -> str:
+    return render_to_string("tracking/snippet.html", _context(site, base_url)).strip()
+
+
+def drop_ins(site: Site, *, base_url: str | None = None) -> DropIns:
+    context = _context(site, base_url)
+    return DropIns(
+        carma_tag=render_to_string("tracking/snippet_carma.html", context).strip(),
+        tracktor_url_prefix=f"{context['base_url']}/tracker/",
+        write_key=context["write_key"],
+    )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
+from tracking import services, tracker
 from tracking.models import Heartbeat
 
 
@@ -47,3 +48,39 @@ def healthz(request):
         body["worker"] = _worker_status()
     body["status"] = "ok" if database["ok"] else "unavailable"
     return JsonResponse(body, status=200 if database["ok"] else 503)
+
+
+@require_GET
+def tracker_config(request, write_key: str):
+    """GET /v1/tracker-config/<write key>: what the JS tracker needs at start (session
+    timeout, do-not-track, auto-event rules). Public: write keys sit in every page."""
+    site = services.site_for_write_key(write_key)
+    if site is None:
+        response = JsonResponse({"code": "not_found", "message": "Unknown write key"}, status=404)
+    else:
+        response = JsonResponse(tracker.tracker_config(site))
+        response["Cache-Control"] = "public, max-age=60"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_GET
+def tracker_script(request, write_key: str):
+    """GET /tracker/<write key>.js: the tracker, for snippets that put the key in the
+    script URL (Tracktor's). The tracker reads the key back from its own src."""
+    return _short_lived_redirect(tracker.script_url())
+
+
+@require_GET
+def tracker_version(request, version: str):
+    """An older tracker version's URL (whitenoise serves the current one itself)."""
+    current = tracker.current_script()
+    if version == current.version:
+        return JsonResponse({"code": "not_found", "message": "The tracker is not built"}, status=404)
+    return _short_lived_redirect(tracker.script_url())
+
+
+def _short_lived_redirect(url: str) -> HttpResponseRedirect:
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "public, max-age=300"
+    return response

@@ -132,7 +132,10 @@ def _retryable(exc: OperationalError) -> bool:
 def _store(site: Site, messages: list[Message], *, received_at, privileged, actor, strict) -> IngestResult:
     result = IngestResult()
     fresh = _dedupe(site, messages, received_at)
-    result.duplicates = [m.index for m in messages if m not in fresh]
+    # By identity: Message compares by value, which is slow (a scan per message) and would
+    # take a repeat of an identical message for the one that was stored.
+    claimed = {id(m) for m in fresh}
+    result.duplicates = [m.index for m in messages if id(m) not in claimed]
     if not fresh:
         return result
     client_sessions = {m.session_id for m in fresh if m.session_id}
@@ -147,6 +150,8 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
     if strict and resolution.errors:
         # An identity rule refused a message (an alias, say): all or nothing, so roll back.
         raise IngestRejected(400, "invalid", "The batch has invalid messages.", resolution.errors)
+    if resolution.errors:
+        _release(site, [m for m in fresh if m.index not in resolution.profile_ids])
     planned = [
         PlannedEvent(
             profile_id=resolution.profile_ids[m.index],
@@ -180,6 +185,8 @@ def _dedupe(site: Site, messages: list[Message], received_at: datetime) -> list[
     claimed: set[str] = set()
     if first:
         with connection.cursor() as cursor:
+            # Claimed in sorted order: two overlapping retries then wait for each other
+            # instead of deadlocking.
             cursor.execute(
                 """
                 INSERT INTO tracking_messagededupe (site_id, message_id, first_seen)
@@ -187,10 +194,22 @@ def _dedupe(site: Site, messages: list[Message], received_at: datetime) -> list[
                 ON CONFLICT DO NOTHING
                 RETURNING message_id
                 """,
-                [site.pk, list(first), received_at],
+                [site.pk, sorted(first), received_at],
             )
             claimed = {row[0] for row in cursor.fetchall()}
     return [m for m in messages if not m.message_id or (m.message_id in claimed and first[m.message_id] is m)]
+
+
+def _release(site: Site, refused: list[Message]) -> None:
+    """Forget the messageIds of refused messages: nothing of them was stored, so the
+    client may send them again (signed, or with the secret key)."""
+    message_ids = [m.message_id for m in refused if m.message_id]
+    if message_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM tracking_messagededupe WHERE site_id = %s AND message_id = ANY(%s)",
+                [site.pk, message_ids],
+            )
 
 
 COPY_COLUMNS = (

@@ -94,7 +94,7 @@ class Message:
     kind: Kind
     user_id: str | None = None
     anonymous_id: str | None = None
-    profile_id: int | None = None
+    profile_id: int | str | None = None  # validate() leaves an int, or None when unknowable
     session_id: str | None = None
     new_session: bool = False
     identities: list[tuple[str, str]] = field(default_factory=list)
@@ -149,6 +149,27 @@ def clean_id(value: Any, field_name: str, *, required: bool = False) -> str | No
     return text
 
 
+MAX_PROFILE_ID = 2**63 - 1  # bigint
+
+
+def clean_profile_id(value: Any) -> int | None:
+    """Our own profile id as a client kept it. Junk is an error; any other id we cannot
+    have issued (not a positive bigint: a Tracardi UUID, say) is simply unknown, which
+    is not an error: the message then gets a new profile (DESIGN "People and identity")."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise MessageError("profileId", "must be a string or a number")
+    text = (repr(value) if isinstance(value, float) else str(value)).strip()
+    if is_junk_id(text) or text.startswith("-"):
+        raise MessageError("profileId", f"{text!r} is not a usable id")
+    if len(text) > MAX_ID_LENGTH:
+        raise MessageError("profileId", f"is longer than {MAX_ID_LENGTH} characters")
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and 0 < value <= MAX_PROFILE_ID else None
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PROFILE_ID else None
+
+
 def validate(message: Message) -> None:
     """Check what every message needs, whatever its wire format; raises MessageError."""
     kind = message.kind
@@ -156,9 +177,10 @@ def validate(message: Message) -> None:
         value = getattr(message, name)
         if value is not None:
             setattr(message, name, clean_id(value, _wire_name(name)))
-    for kind_name, key in message.identities:
-        clean_id(key, kind_name)
-    if not (message.user_id or message.anonymous_id or message.profile_id or message.session_id or message.identities):
+    names_a_profile = message.profile_id is not None
+    message.profile_id = clean_profile_id(message.profile_id)
+    message.identities = [(kind_name, clean_id(key, kind_name, required=True)) for kind_name, key in message.identities]
+    if not (message.user_id or message.anonymous_id or names_a_profile or message.session_id or message.identities):
         raise MessageError("userId", "userId or anonymousId is required")
     if kind in (Kind.TRACK, Kind.CART):
         if not message.event or not isinstance(message.event, str) or not message.event.strip():
@@ -185,3 +207,32 @@ def validate(message: Message) -> None:
 def _wire_name(attr: str) -> str:
     head, *rest = attr.split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+def check_cart(cart: Any, field_name: str = "cart") -> None:
+    """The cart object of a cart call (DESIGN "Carts"; Tracktor's e-commerce extension):
+    ``totalprice`` a number, ``products`` a list of objects with a ``name`` and a numeric
+    ``price`` and an optional positive integer ``count``; any other keys are kept.
+    Raises MessageError naming the offending field under ``field_name``."""
+    if not isinstance(cart, dict):
+        raise MessageError(field_name, "must be a cart object")
+    if not _is_number(cart.get("totalprice")):
+        raise MessageError(f"{field_name}.totalprice", "is required and must be a number")
+    products = cart.get("products")
+    if not isinstance(products, list):
+        raise MessageError(f"{field_name}.products", "is required and must be a list")
+    for i, product in enumerate(products):
+        where = f"{field_name}.products[{i}]"
+        if not isinstance(product, dict):
+            raise MessageError(where, "must be an object")
+        if not isinstance(product.get("name"), str) or not product["name"].strip():
+            raise MessageError(f"{where}.name", "is required and must be a string")
+        if not _is_number(product.get("price")):
+            raise MessageError(f"{where}.price", "is required and must be a number")
+        count = product.get("count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise MessageError(f"{where}.count", "must be a positive integer")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

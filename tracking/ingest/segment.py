@@ -80,7 +80,9 @@ WHOLE_MESSAGE = "message"
 class RequestRejected(Exception):
     """The request as a whole is refused; nothing of it is stored."""
 
-    def __init__(self, status: int, code: str, message: str, errors: list[FieldError] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, errors: list[FieldError] | None = None
+    ):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -90,7 +92,7 @@ class RequestRejected(Exception):
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.errors:
-            body["errors"] = [error.as_dict() for error in self.errors]
+            body["errors"] = [error.as_dict() for error in sorted(self.errors, key=_error_order)]
         return body
 
 
@@ -102,9 +104,6 @@ class ParsedRequest:
     errors: list[FieldError]
     total: int  # messages in the request, valid or not
     is_batch: bool
-
-    def invalid_indexes(self) -> set[int]:
-        return {error.index for error in self.errors if error.index is not None}
 
 
 @dataclass(slots=True)
@@ -137,17 +136,23 @@ def decode_body(raw: bytes, *, content_encoding: str = "") -> Body:
     if encoding in ("gzip", "x-gzip", "deflate"):
         raw = _inflate(raw, gzip=encoding != "deflate")
     elif encoding not in ("", "identity"):
-        raise RequestRejected(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")
+        raise RequestRejected(
+            415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported"
+        )
     if not raw.strip():
         raise RequestRejected(400, "invalid_json", "The request body is empty")
     try:
         payload = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         # UnicodeDecodeError is a ValueError too.
-        raise RequestRejected(400, "invalid_json", f"The body is not valid JSON: {_short(exc)}") from None
+        raise RequestRejected(
+            400, "invalid_json", f"The body is not valid JSON: {_short(exc)}"
+        ) from None
     if not isinstance(payload, dict):
         raise RequestRejected(400, "invalid_json", "The body must be a JSON object")
-    return Body(payload=payload, size=len(raw), has_risky_escape=_RISKY_ESCAPE.search(raw) is not None)
+    return Body(
+        payload=payload, size=len(raw), has_risky_escape=_RISKY_ESCAPE.search(raw) is not None
+    )
 
 
 _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
@@ -155,7 +160,9 @@ _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 def too_large(size: int) -> RequestRejected:
     return RequestRejected(
-        413, "payload_too_large", f"The request body is {size} bytes; the limit is {MAX_BATCH_BYTES}"
+        413,
+        "payload_too_large",
+        f"The request body is {size} bytes; the limit is {MAX_BATCH_BYTES}",
     )
 
 
@@ -164,7 +171,9 @@ def _inflate(raw: bytes, *, gzip: bool) -> bytes:
     try:
         body = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
     except zlib.error:
-        raise RequestRejected(400, "invalid_json", "The compressed body cannot be inflated") from None
+        raise RequestRejected(
+            400, "invalid_json", "The compressed body cannot be inflated"
+        ) from None
     if len(body) > MAX_BATCH_BYTES or inflater.unconsumed_tail:
         raise too_large(len(body))
     return body
@@ -198,7 +207,10 @@ def write_key_from(authorization: str | None, payload: dict[str, Any]) -> str | 
 
 
 def is_strict(query_value: str | None, header_value: str | None) -> bool:
-    return any((value or "").strip().lower() in ("1", "true", "yes") for value in (query_value, header_value))
+    return any(
+        (value or "").strip().lower() in ("1", "true", "yes")
+        for value in (query_value, header_value)
+    )
 
 
 # --- messages ------------------------------------------------------------------------
@@ -220,7 +232,9 @@ def parse_request(body: Body, *, endpoint: str, client_ip: str | None) -> Parsed
         shared_sent_at = None
     else:
         items = _batch_items(payload)
-        shared_context, shared_sent_at = _batch_shared(payload)
+        shared_context, shared_sent_at = _batch_shared(
+            payload, check_storable=body.has_risky_escape
+        )
 
     # A message can only pass 32 KB if the body does; measuring each one costs a dump.
     measure = body.size > MAX_MESSAGE_BYTES
@@ -228,10 +242,10 @@ def parse_request(body: Body, *, endpoint: str, client_ip: str | None) -> Parsed
     errors: list[FieldError] = []
     for index, item in enumerate(items):
         try:
-            if measure:
-                _check_size(item)
             if body.has_risky_escape:
                 _check_storable(item)
+            if measure:
+                _check_size(item)
             message = parse_message(
                 item,
                 kind=kind,
@@ -252,12 +266,17 @@ def _batch_items(payload: dict[str, Any]) -> list[Any]:
     items = payload.get("batch")
     if not isinstance(items, list):
         raise RequestRejected(
-            400, "invalid", "batch must be a list of messages",
+            400,
+            "invalid",
+            "batch must be a list of messages",
             [FieldError(index=None, field="batch", reason="must be a list of messages")],
         )
     if not items:
         raise RequestRejected(
-            400, "invalid", "batch is empty", [FieldError(index=None, field="batch", reason="is empty")]
+            400,
+            "invalid",
+            "batch is empty",
+            [FieldError(index=None, field="batch", reason="is empty")],
         )
     if len(items) > MAX_BATCH_MESSAGES:
         raise RequestRejected(
@@ -268,13 +287,19 @@ def _batch_items(payload: dict[str, Any]) -> list[Any]:
     return items
 
 
-def _batch_shared(payload: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
+def _batch_shared(
+    payload: dict[str, Any], *, check_storable: bool
+) -> tuple[dict[str, Any], datetime | None]:
     try:
         context = _object(payload.get("context"), "context")
+        if check_storable:
+            _check_storable({"context": context})
         sent_at = parse_datetime(payload.get("sentAt"), "sentAt")
     except MessageError as exc:
         raise RequestRejected(
-            400, "invalid", f"{exc.field}: {exc.reason}",
+            400,
+            "invalid",
+            f"{exc.field}: {exc.reason}",
             [FieldError(index=None, field=exc.field, reason=exc.reason)],
         ) from None
     return context, sent_at
@@ -283,7 +308,9 @@ def _batch_shared(payload: dict[str, Any]) -> tuple[dict[str, Any], datetime | N
 def _check_size(item: Any) -> None:
     size = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_MESSAGE_BYTES:
-        raise MessageError(WHOLE_MESSAGE, f"message too large: {size} bytes, the limit is {MAX_MESSAGE_BYTES}")
+        raise MessageError(
+            WHOLE_MESSAGE, f"message too large: {size} bytes, the limit is {MAX_MESSAGE_BYTES}"
+        )
 
 
 def _check_storable(item: Any) -> None:
@@ -347,7 +374,8 @@ def parse_message(
         kind=kind,
         user_id=clean_id(item.get("userId"), "userId"),
         anonymous_id=clean_id(item.get("anonymousId"), "anonymousId"),
-        profile_id=_profile_id(item.get("profileId")),
+        # validate() cleans it: junk is an error, an id we cannot have issued is unknown.
+        profile_id=item.get("profileId"),
         session_id=session_id,
         context=context,
         timestamp=parse_datetime(item.get("timestamp"), "timestamp"),
@@ -435,16 +463,6 @@ def _pop_extra(item: dict[str, Any], context: dict[str, Any], name: str) -> Any:
     return value if value is not None else in_context
 
 
-def _profile_id(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise MessageError("profileId", "must be a profile id (a positive integer)")
-    return value
-
-
 def _message_id(value: Any) -> str | None:
     if value is None:
         return None
@@ -497,7 +515,7 @@ def answer(parsed: ParsedRequest, outcome: IngestOutcome) -> Answer:
     ``profile_ids`` lists each distinct profile once, in message order; single calls
     also get ``profile_id``; batches list every invalid message under ``errors``.
     """
-    errors = sorted([*parsed.errors, *outcome.errors], key=lambda error: error.index or 0)
+    errors = sorted([*parsed.errors, *outcome.errors], key=_error_order)
     if not outcome.accepted and not outcome.duplicates:
         raise RequestRejected(400, "invalid", _summary(errors, parsed), errors)
     profile_ids = list(dict.fromkeys(outcome.profile_ids[i] for i in sorted(outcome.profile_ids)))
@@ -509,11 +527,19 @@ def answer(parsed: ParsedRequest, outcome: IngestOutcome) -> Answer:
     return Answer(status=200, body=body)
 
 
+def _error_order(error: FieldError) -> tuple[int, int]:
+    return (0, 0) if error.index is None else (1, error.index)
+
+
 def _summary(errors: list[FieldError], parsed: ParsedRequest) -> str:
-    if not parsed.is_batch and errors:
-        return f"{errors[0].field}: {errors[0].reason}"
+    """One line for libraries that log only ``message``: the count and the first error."""
+    if not errors:
+        return "No message was stored"
+    first = f"{errors[0].field}: {errors[0].reason}"
+    if not parsed.is_batch:
+        return first
     invalid = len({error.index for error in errors})
-    return f"{invalid} of {parsed.total} messages are invalid"
+    return f"{invalid} of {parsed.total} messages are invalid; message {errors[0].index}: {first}"
 
 
 # --- the settings document analytics.js loads first ------------------------------------

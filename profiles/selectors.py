@@ -1,0 +1,271 @@
+"""Read-side queries for people: search, detail, merged-id resolution, identity lookup.
+
+Everything takes the site first and filters on it, so a caller holding site A can never
+reach a person of site B, whatever id it passes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from profiles.models import Company, Identity, Profile
+from tracking import selectors as event_selectors
+from tracking.keyset import Cursor, Page, keyset_page
+from tracking.models import Event, Session, Site
+
+# Sort keys the people list accepts (never an order_by straight from the query string).
+PEOPLE_SORTS: dict[str, tuple[str, bool]] = {
+    "-last_seen": ("last_seen", True),
+    "last_seen": ("last_seen", False),
+    "-first_seen": ("first_seen", True),
+    "first_seen": ("first_seen", False),
+}
+DEFAULT_SORT = "-last_seen"
+COUNT_CAP = 10_000
+MAX_MERGE_HOPS = 50
+# Order in which by-identity picks a profile when the same key exists under several kinds.
+KIND_PREFERENCE = [
+    Identity.Kind.USER,
+    Identity.Kind.EMAIL,
+    Identity.Kind.EXTERNAL,
+    Identity.Kind.COOKIE,
+    Identity.Kind.ANONYMOUS,
+]
+PROFILE_KIND = "profile"  # our own id, as handed to clients (DESIGN "People and identity")
+
+# "plan=pro", "address.city = Berlin": search by a property value.
+_PROPERTY_QUERY = re.compile(r"^([A-Za-z_$][\w$-]*(?:\.[\w$-]+)*)\s*=\s*(.+)$")
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _property_documents(path: str, raw: str) -> list[Any]:
+    """JSON documents for ``properties @> doc``: the value as text, and as the JSON
+    scalar it spells when it spells one (``age=30`` matches 30 and "30")."""
+    values: list[Any] = [raw]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    else:
+        if isinstance(parsed, bool | int | float | str) and parsed not in values:
+            values.append(parsed)
+    docs = []
+    for value in values:
+        doc: Any = value
+        for part in reversed(path.split(".")):
+            doc = {part: doc}
+        docs.append(doc)
+    return docs
+
+
+def _matching_ids_sql(site_id: int, q: str) -> tuple[str, list[Any]]:
+    """A UNION of profile ids matching free text ``q``; each arm has its own index:
+
+    - any identity key, case-insensitive prefix (wants an index on
+      (site_id, lower(key) text_pattern_ops));
+    - the email property, case-insensitive prefix (wants an expression index on
+      (site_id, lower(properties->>'email') text_pattern_ops) where merged_into is null);
+    - digits: our own profile id (primary key).
+    """
+    prefix = _like_prefix(q.lower())
+    arms = [
+        "SELECT profile_id FROM profiles_identity WHERE site_id = %s AND lower(key) LIKE %s",
+        "SELECT id FROM profiles_profile WHERE site_id = %s AND merged_into_id IS NULL"
+        " AND lower(properties->>'email') LIKE %s",
+    ]
+    params: list[Any] = [site_id, prefix, site_id, prefix]
+    if q.isdigit() and len(q) < 19:
+        arms.append("SELECT id FROM profiles_profile WHERE site_id = %s AND id = %s")
+        params += [site_id, int(q)]
+    return "\nUNION\n".join(arms), params
+
+
+def people_queryset(*, site: Site, q: str = "") -> QuerySet[Profile]:
+    """Live (not merged-away) people of the site, optionally matching ``q``.
+
+    ``q`` written ``name=value`` matches a property value (dots reach nested keys;
+    ``age=30`` matches 30 and "30"). It is a filter on the profile row itself, so the
+    planner can walk the last-seen index when matches are common and a GIN index on
+    properties when they are rare. Any other ``q`` matches an identity key or the
+    email property by case-insensitive prefix, or a profile id.
+    """
+    qs = Profile.objects.filter(site=site, merged_into__isnull=True)
+    q = (q or "").replace("\x00", "").strip()[:255]  # PostgreSQL text cannot hold NUL
+    if not q:
+        return qs
+    match = _PROPERTY_QUERY.match(q)
+    if match:
+        condition = Q()
+        for doc in _property_documents(match.group(1), match.group(2)):
+            condition |= Q(properties__contains=doc)
+        return qs.filter(condition)
+    sql, params = _matching_ids_sql(site.pk, q)
+    return qs.filter(pk__in=RawSQL(sql, params))
+
+
+def people_page(
+    *, site: Site, q: str = "", sort: str = DEFAULT_SORT, cursor: Cursor | None = None, limit: int = 50
+) -> Page:
+    """One page of people with their identities (2 queries). Sorting by last seen uses
+    index profile_site_last_seen in either direction."""
+    field_name, descending = PEOPLE_SORTS.get(sort, PEOPLE_SORTS[DEFAULT_SORT])
+    qs = people_queryset(site=site, q=q).prefetch_related(
+        Prefetch("identities", queryset=Identity.objects.order_by("kind", "key"))
+    )
+    return keyset_page(qs, field=field_name, descending=descending, cursor=cursor, limit=limit)
+
+
+def people_count(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many people match, counted up to ``cap`` (an exact count of a million rows
+    is a full index scan; "10,000+" says enough). Returns (count, capped)."""
+    n = people_queryset(site=site, q=q).values("pk")[: cap + 1].count()
+    return min(n, cap), n > cap
+
+
+# --- one person -------------------------------------------------------------------------
+
+
+def profile_get(*, site: Site, profile_id: int) -> Profile | None:
+    """The live profile behind ``profile_id``: a merged-away id follows ``merged_into``
+    (possibly several hops) to the profile that now holds its data."""
+    profile = Profile.objects.filter(site=site, pk=profile_id).first()
+    hops = 0
+    while profile is not None and profile.merged_into_id is not None and hops < MAX_MERGE_HOPS:
+        profile = Profile.objects.filter(site=site, pk=profile.merged_into_id).first()
+        hops += 1
+    if profile is None or profile.merged_into_id is not None:
+        return None
+    return profile
+
+
+def profile_by_identity(*, site: Site, key: str, kind: str | None = None) -> Profile | None:
+    """The live profile an identity key names. The same key may exist under several
+    kinds (a user id that is also an email); ``kind`` picks one, else the most
+    specific kind wins (user, email, external, cookie, anonymous)."""
+    if "\x00" in key:
+        return None
+    if kind == PROFILE_KIND:
+        return profile_get(site=site, profile_id=int(key)) if key.isdigit() and len(key) < 19 else None
+    identities = Identity.objects.filter(site=site, key=key)
+    if kind:
+        identities = identities.filter(kind=kind)
+    found = {i.kind: i.profile_id for i in identities.only("kind", "profile_id")}
+    for candidate in KIND_PREFERENCE:
+        if candidate in found:
+            return profile_get(site=site, profile_id=found[candidate])
+    return None
+
+
+_MERGED_INTO = """
+    WITH RECURSIVE merged(id) AS (
+        SELECT id FROM profiles_profile WHERE merged_into_id = %s AND site_id = %s
+        UNION
+        SELECT p.id FROM profiles_profile p JOIN merged m ON p.merged_into_id = m.id
+    )
+    SELECT id FROM merged
+"""
+
+
+def profile_merged_ids(*, profile: Profile) -> list[int]:
+    """The profile's id followed by every tombstone merged into it, directly or
+    through other tombstones (index on merged_into_id)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MERGED_INTO + " ORDER BY id", [profile.pk, profile.site_id])
+        return [profile.pk] + [row[0] for row in cursor.fetchall()]
+
+
+def profile_event_ids(*, profile: Profile) -> list[int]:
+    """The ids the profile's events may still carry: its own, and those of tombstones
+    whose merge has not been re-pointed yet (``ProfileMerge.repointed_at`` null)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MERGED_INTO
+            + """
+            WHERE NOT EXISTS (
+                SELECT 1 FROM profiles_profilemerge pm
+                WHERE pm.site_id = %s AND pm.source_id = merged.id AND pm.repointed_at IS NOT NULL
+            )
+            ORDER BY id
+            """,
+            [profile.pk, profile.site_id, profile.site_id],
+        )
+        return [profile.pk] + [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class PersonDetail:
+    profile: Profile
+    profile_ids: list[int]  # the profile's own id first, then the ids merged into it
+    identities: list[Identity]
+    companies: list[Company]
+    sessions: list[Session]
+    session_count: int
+    event_profile_ids: list[int]
+    events: Page
+    event_count: int
+
+
+def person_detail(
+    *, site: Site, profile: Profile, events_limit: int = 50, sessions_limit: int = 10
+) -> PersonDetail:
+    """Everything the person page and ``GET /api/v1/people/<id>`` show (about 8
+    queries, each on an index, whatever the size of the history)."""
+    ids = profile_merged_ids(profile=profile)
+    event_ids = profile_event_ids(profile=profile) if len(ids) > 1 else ids
+    sessions = event_selectors.sessions_of_profiles(site_id=site.pk, profile_ids=ids)
+    return PersonDetail(
+        profile=profile,
+        profile_ids=ids,
+        identities=list(
+            Identity.objects.filter(site=site, profile_id__in=ids).order_by("kind", "created_at", "key")
+        ),
+        companies=list(Company.objects.filter(site=site, members__in=ids).distinct().order_by("key")),
+        sessions=list(sessions[:sessions_limit]),
+        session_count=sessions.count(),
+        event_profile_ids=event_ids,
+        events=person_events_page(site=site, profile_ids=event_ids, limit=events_limit),
+        event_count=event_selectors.events_count_of_profiles(site_id=site.pk, profile_ids=event_ids),
+    )
+
+
+def person_events_page(
+    *, site: Site, profile_ids: Sequence[int], cursor: Cursor | None = None, limit: int = 50
+) -> Page:
+    """A page of the timeline; ``profile_ids`` from ``profile_event_ids``."""
+    return event_selectors.events_of_profiles_page(
+        site_id=site.pk, profile_ids=profile_ids, cursor=cursor, limit=limit
+    )
+
+
+# --- live feed ----------------------------------------------------------------------------
+
+
+@dataclass
+class LiveEvent:
+    event: Event
+    profile: Profile | None
+
+
+def live_events(*, site: Site, hours: int = 24, limit: int = 50) -> list[LiveEvent]:
+    """The newest events of the site with the people who did them (2 queries)."""
+    events = event_selectors.events_recent(site_id=site.pk, hours=hours, limit=limit)
+    people = Profile.objects.filter(site=site, pk__in={e.profile_id for e in events}).only(
+        "id", "properties", "is_identified", "merged_into_id"
+    )
+    by_id = {p.pk: p for p in people}
+    return [LiveEvent(event=e, profile=by_id.get(e.profile_id)) for e in events]

@@ -1,0 +1,134 @@
+"""Person-level writes and exports: the right to be forgotten and the data export.
+
+Identity resolution and merging live in ``profiles.identity``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
+from profiles.selectors import profile_merged_ids
+from tracking import selectors as event_selectors
+from tracking.models import Event, Session, Site
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def event_as_dict(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "occurred_at": _iso(event.occurred_at),
+        "received_at": _iso(event.received_at),
+        "session_id": event.session_id,
+        "message_id": event.message_id,
+        "properties": event.properties,
+        "context": event.context,
+    }
+
+
+def session_as_dict(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "external_id": session.external_id,
+        "started_at": _iso(session.started_at),
+        "last_event_at": _iso(session.last_event_at),
+        "event_count": session.event_count,
+        "context": session.context,
+    }
+
+
+def identity_as_dict(identity: Identity) -> dict[str, Any]:
+    return {"kind": identity.kind, "key": identity.key, "created_at": _iso(identity.created_at)}
+
+
+def company_as_dict(company: Company) -> dict[str, Any]:
+    return {"id": company.id, "key": company.key, "properties": company.properties}
+
+
+def _lock(site: Site, ids: list[int]) -> None:
+    # Id order, like identity resolution, so a concurrent ingest cannot deadlock us.
+    list(Profile.objects.select_for_update().filter(site=site, pk__in=ids).order_by("pk").values_list("pk"))
+
+
+@transaction.atomic
+def profile_forget(*, site: Site, profile: Profile) -> dict[str, int]:
+    """Erase a person (right to be forgotten): their events, sessions, identities,
+    company memberships, merge records, the profile and every tombstone merged into it.
+    Rows of other models with a foreign key to the profile go by cascade.
+
+    Locks the profiles first; ingestion locks the profiles it touches, so a batch for
+    this person commits before the erase or runs after it and finds no identity left
+    (a later event for the same ids starts a new, empty profile). Returns row counts.
+    """
+    ids = profile_merged_ids(profile=profile)
+    _lock(site, ids)
+    # A merge into this person may have committed while we waited for the lock.
+    ids = profile_merged_ids(profile=profile)
+    _lock(site, ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM tracking_event WHERE site_id = %s AND profile_id = ANY(%s)", [site.pk, ids]
+        )
+        events = cursor.rowcount
+    counts = {
+        "events": events,
+        "sessions": Session.objects.filter(site=site, profile_id__in=ids).delete()[0],
+        "identities": Identity.objects.filter(site=site, profile_id__in=ids).delete()[0],
+        "company_memberships": CompanyMembership.objects.filter(
+            company__site=site, profile_id__in=ids
+        ).delete()[0],
+        # Merge records name the person's ids (emails, user ids): personal data too.
+        "merges": ProfileMerge.objects.filter(site=site, source_id__in=ids).delete()[0]
+        + ProfileMerge.objects.filter(site=site, target_id__in=ids).delete()[0],
+    }
+    _, by_model = Profile.objects.filter(site=site, pk__in=ids).delete()
+    counts["profiles"] = by_model.get(Profile._meta.label, 0)
+    return counts
+
+
+def profile_export(*, site: Site, profile: Profile) -> dict[str, Any]:
+    """Everything Footprint holds about a person, as JSON-ready data: properties,
+    identities, companies, sessions, merge records and all events (oldest first)."""
+    ids = profile_merged_ids(profile=profile)
+    companies = Company.objects.filter(site=site, members__in=ids).distinct().order_by("key")
+    merges = ProfileMerge.objects.filter(site=site, target_id__in=ids).order_by("merged_at", "id")
+    return {
+        "id": profile.pk,
+        "site_id": site.pk,
+        "exported_at": _iso(timezone.now()),
+        "is_identified": profile.is_identified,
+        "first_seen": _iso(profile.first_seen),
+        "last_seen": _iso(profile.last_seen),
+        "properties": profile.properties,
+        "merged_profile_ids": ids[1:],
+        "identities": [
+            identity_as_dict(i)
+            for i in Identity.objects.filter(site=site, profile_id__in=ids).order_by("kind", "key")
+        ],
+        "companies": [company_as_dict(c) for c in companies],
+        "sessions": [
+            session_as_dict(s)
+            for s in event_selectors.sessions_of_profiles(site_id=site.pk, profile_ids=ids).reverse()
+        ],
+        "merges": [
+            {
+                "source_id": m.source_id,
+                "target_id": m.target_id,
+                "reason": m.reason,
+                "identities": m.identities,
+                "merged_at": _iso(m.merged_at),
+            }
+            for m in merges
+        ],
+        "events": [
+            event_as_dict(e)
+            for e in event_selectors.events_of_profiles_iter(site_id=site.pk, profile_ids=ids)
+        ],
+    }

@@ -1,0 +1,223 @@
+"""A marketer searches people, opens a person, pages their timeline and watches events
+arrive on the Live page, in Chromium."""
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from tests.conftest import PASSWORD, login
+from tests.factories import MembershipFactory, SiteFactory, UserFactory
+from tests.people import company, event, events, person, session
+from tracking.models import Membership
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# FOOTPRINT_SCREENSHOTS=/tmp/shots keeps a picture of every page the tests visit.
+SHOTS = os.environ.get("FOOTPRINT_SCREENSHOTS")
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=f"{SHOTS}/{name}.png")
+
+
+@pytest.fixture(autouse=True)
+def _drop_events():
+    yield
+    # The events table is unmanaged, so the flush between transactional tests skips it.
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE tracking_event")
+
+
+@pytest.fixture
+def shop(db):
+    site = SiteFactory(name="Shoe shop")
+    user = UserFactory(username="mia")
+    MembershipFactory(user=user, site=site, role=Membership.Role.ADMIN)
+    return site
+
+
+@pytest.fixture
+def ann(shop):
+    now = timezone.now()
+    ann = person(
+        shop,
+        "user:ann-42",
+        "email:ann@example.com",
+        "anonymous:a-7Hq2kLm9",
+        properties={"name": "Ann Lee", "email": "ann@example.com", "plan": "pro", "city": "Berlin", "orders": 3},
+        first_seen=now - timedelta(days=40),
+        last_seen=now - timedelta(minutes=3),
+    )
+    company(ann, "acme", name="Acme Inc", industry="retail")
+    visit = session(ann, started_at=now - timedelta(hours=2), events=12, landing_page="https://shoes.example/sale")
+    events(ann, 70, start=now - timedelta(days=30), step=timedelta(hours=9), type="product-view")
+    event(
+        ann,
+        "order-completed",
+        at=now - timedelta(minutes=3),
+        session=visit,
+        properties={"total": 129.9, "currency": "EUR", "products": 2},
+        context={"page": {"url": "https://shoes.example/checkout/done"}},
+    )
+    return ann
+
+
+@pytest.fixture
+def crowd(shop):
+    now = timezone.now()
+    people = []
+    for i in range(55):
+        identified = i % 3 == 0
+        people.append(
+            person(
+                shop,
+                *([f"user:u{i:03}"] if identified else []),
+                f"anonymous:a-{i:03}x",
+                properties={"email": f"user{i:03}@example.com", "name": f"Person {i:03}"} if identified else {},
+                first_seen=now - timedelta(days=60 - i),
+                last_seen=now - timedelta(hours=i + 1),
+            )
+        )
+    return people
+
+
+def test_marketer_searches_people_opens_a_person_and_pages_the_timeline(page, shop, ann, crowd):
+    login(page, "mia", PASSWORD)
+    expect(page.locator("h1")).to_have_text("People")
+    expect(page.get_by_test_id("people-count")).to_have_text("56 people")
+    expect(page.get_by_test_id("person-row")).to_have_count(50)
+    expect(page.get_by_test_id("person-row").first).to_contain_text("Ann Lee")  # seen most recently
+    shot(page, "people")
+
+    # Paging and sorting.
+    page.click("a[rel=next]")
+    expect(page.get_by_test_id("person-row")).to_have_count(6)
+    expect(page).to_have_url(re.compile(r"cursor="))
+    page.click("a[rel=prev]")
+    expect(page.get_by_test_id("person-row")).to_have_count(50)
+    page.click("th >> text=First seen")
+    expect(page.get_by_test_id("person-row").first).to_contain_text("Person 054")
+    page.click("th >> text=First seen")
+    expect(page.get_by_test_id("person-row").first).to_contain_text("Person 000")
+    expect(page).to_have_url(re.compile(r"sort=first_seen"))
+
+    # Live search as one types: no Enter, the URL follows.
+    page.fill("#people-q", "ann@")
+    expect(page.get_by_test_id("person-row")).to_have_count(1)
+    expect(page.get_by_test_id("people-count")).to_have_text("1 person matching “ann@”")
+    expect(page).to_have_url(re.compile(r"q=ann%40"))
+    page.fill("#people-q", "plan=pro")
+    expect(page.get_by_test_id("person-row")).to_have_count(1)
+    page.fill("#people-q", "a-01")
+    expect(page.get_by_test_id("person-row")).to_have_count(10)
+    page.fill("#people-q", "nobody-here")
+    expect(page.get_by_test_id("no-match")).to_contain_text("No one matches “nobody-here”.")
+    page.fill("#people-q", "ANN-4")
+    expect(page.get_by_test_id("person-row")).to_have_count(1)
+    shot(page, "people-search")
+
+    page.click("text=Ann Lee")
+    expect(page.locator("h1")).to_contain_text("Ann Lee")
+    expect(page.get_by_test_id("properties")).to_contain_text("Berlin")
+    expect(page.get_by_test_id("identities")).to_contain_text("a-7Hq2kLm9")
+    expect(page.get_by_test_id("companies")).to_contain_text("Acme Inc")
+    expect(page.get_by_test_id("sessions")).to_contain_text("12 events")
+    expect(page.get_by_test_id("event-count")).to_have_text("71 events")
+    timeline = page.get_by_test_id("timeline-event")
+    expect(timeline).to_have_count(50)
+    expect(timeline.first).to_contain_text("order-completed")
+    expect(timeline.first).to_contain_text("https://shoes.example/checkout/done")
+    timeline.first.locator("summary").click()
+    expect(timeline.first.locator("pre").first).to_contain_text('"currency": "EUR"')
+    shot(page, "person")
+
+    page.click("text=Older events")
+    expect(timeline).to_have_count(71)
+    expect(page.locator("text=Older events")).to_have_count(0)
+    expect(timeline.last).to_contain_text("product-view")
+    timeline.nth(49).scroll_into_view_if_needed()
+    shot(page, "person-older")
+
+    page.click("nav.breadcrumb >> text=People")
+    expect(page.locator("h1")).to_have_text("People")
+
+
+def test_admin_exports_and_deletes_a_person(page, shop, ann):
+    login(page, "mia", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/{ann.pk}/")
+    with page.expect_download() as download:
+        page.click("text=Export JSON")
+    assert download.value.suggested_filename == f"person-{ann.pk}.json"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Delete person")
+    expect(page.locator(".flash")).to_contain_text("Ann Lee was deleted with 71 events")
+    expect(page.get_by_test_id("empty-people")).to_be_visible()
+
+
+def test_live_events_arrive_on_their_own(page, shop, ann):
+    login(page, "mia", PASSWORD)
+    page.click("nav.mainnav >> text=Live")
+    expect(page.locator("h1")).to_have_text("Live events")
+    rows = page.get_by_test_id("live-event")
+    expect(rows.first).to_contain_text("order-completed")
+    expect(rows.first).to_contain_text("Ann Lee")
+    shot(page, "live")
+
+    newcomer = person(shop, "anonymous:a-new", properties={"name": "Newcomer"})
+    arrival = event(newcomer, "product-added", properties={"product": "Red shoe"},
+                    context={"page": {"url": "https://shoes.example/p/red"}})
+    expect(page.locator(f'[data-event-id="{arrival.id}"]')).to_contain_text("product-added", timeout=12_000)
+    expect(rows.first).to_contain_text("Newcomer")
+    expect(rows.first).to_have_class(re.compile("is-new"))
+    shot(page, "live-updated")
+
+    # Paused, the list stands still; resumed, it catches up.
+    page.check("#live-pause")
+    page.wait_for_timeout(500)
+    paused = event(newcomer, "cart-viewed")
+    page.wait_for_timeout(4_000)
+    expect(page.locator(f'[data-event-id="{paused.id}"]')).to_have_count(0)
+    page.uncheck("#live-pause")
+    expect(page.locator(f'[data-event-id="{paused.id}"]')).to_have_count(1, timeout=12_000)
+
+    page.click(f'[data-event-id="{arrival.id}"] >> text=Newcomer')
+    expect(page.locator("h1")).to_contain_text("Newcomer")
+
+
+def test_empty_live_page_points_to_settings(page, shop):
+    login(page, "mia", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/live/")
+    expect(page.get_by_test_id("empty-live")).to_contain_text("No events in the last 24 hours.")
+    shot(page, "live-empty")
+    page.click("text=Get the tracker snippet in Settings")
+    expect(page.locator("h1")).to_contain_text("Settings")
+
+
+def test_people_pages_work_on_a_phone(browser, live_server, shop, ann, crowd):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    login(page, "mia", PASSWORD)
+    for name, path in [
+        ("phone-people", f"/app/s/{shop.pk}/people/"),
+        ("phone-person", f"/app/s/{shop.pk}/people/{ann.pk}/"),
+        ("phone-live", f"/app/s/{shop.pk}/live/"),
+    ]:
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        shot(page, name)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
+    page.goto(f"/app/s/{shop.pk}/people/")
+    page.fill("#people-q", "ann")
+    expect(page.get_by_test_id("person-row")).to_have_count(1)
+    expect(page.get_by_test_id("person-row")).to_contain_text("Ann Lee")
+    context.close()

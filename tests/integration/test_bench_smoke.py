@@ -1,0 +1,123 @@
+"""`make bench` and `make run`'s demo data at a tiny size, so the commands cannot rot.
+
+Not timed, no performance assertions: the bench's figures come from `make bench` on a
+real machine. What is checked is that the generated data is consistent (profiles,
+identities, sessions and events agree), that bench traffic goes through the real parser
+and ingestion core, and that the bench leaves the data as it found it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from profiles.models import Identity, Profile
+from tracking.benchmarks import synthetic, vocabulary
+from tracking.benchmarks.client import Traffic
+from tracking.demo import demo_traffic
+from tracking.ingest import segment
+from tracking.management.commands.bench import BENCH_SITE_NAME
+from tracking.management.commands.bootstrap import DEMO_SITE_NAME
+from tracking.models import Event, Session, Site
+
+# The bench uses VACUUM and its own transactions, and the events table is not flushed
+# by Django between tests (it is unmanaged), so each test removes its own events.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _scalar(sql, params):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def test_it_generates_consistent_data_and_measures_in_process(tmp_path):
+    try:
+        call_command(
+            "bench", generate=True, people=200, events=2000, days=30, copy_rows=500,
+            in_process_batches=3, skip_http=True, no_migrate=True, results=str(tmp_path),
+        )
+        site = Site.objects.get(name=BENCH_SITE_NAME)
+        results = json.loads((tmp_path / "ingest.json").read_text())
+        assert (tmp_path / "ingest.md").read_text().startswith("# Ingestion bench")
+
+        identified = sum(vocabulary.is_identified(i) for i in range(200))
+        assert results["dataset"]["people"] == 200
+        assert results["dataset"]["identified"] == identified
+        assert Profile.objects.filter(site=site).count() == 200
+        assert Identity.objects.filter(site=site, kind="user").count() == identified
+        assert Identity.objects.filter(site=site, kind="anonymous").count() == 200
+        # The in-process run's events were removed again: only the generated ones remain.
+        assert Event.objects.filter(site=site).count() == 2000
+        assert Event.objects.filter(site=site, type="visited-site").count() == Session.objects.filter(site=site).count()
+        assert _scalar("SELECT sum(event_count) FROM tracking_session WHERE site_id = %s", [site.pk]) == 2000
+        assert len(set(Event.objects.filter(site=site).values_list("type", flat=True))) <= 20
+        # Every event belongs to a profile of the site, inside the profile's first/last seen,
+        # and to a session of that profile.
+        assert _scalar(
+            """
+            SELECT count(*) FROM tracking_event e
+            JOIN profiles_profile p ON p.id = e.profile_id AND p.site_id = e.site_id
+            JOIN tracking_session s ON s.id = e.session_id AND s.profile_id = e.profile_id
+            WHERE e.site_id = %s AND e.occurred_at BETWEEN p.first_seen AND p.last_seen
+            """,
+            [site.pk],
+        ) == 2000
+        assert results["copy_ceiling"]["rows"] == 500 and results["copy_ceiling"]["rows_per_s"] > 0
+        assert results["in_process"]["events_accepted"] == 300
+
+        # A second run reuses the data.
+        call_command(
+            "bench", copy_rows=100, in_process_batches=1, skip_http=True, no_migrate=True, results=str(tmp_path)
+        )
+        assert json.loads((tmp_path / "ingest.json").read_text())["dataset"]["people"] == 200
+        assert Event.objects.filter(site=site).count() == 2000
+    finally:
+        for site in Site.objects.filter(name=BENCH_SITE_NAME):
+            synthetic.wipe(site)
+
+
+def test_bench_traffic_is_valid_segment_batches_with_the_promised_mix():
+    traffic = Traffic(people=1000, prefix="t", seed=3)
+    messages = []
+    for _ in range(20):
+        body = segment.decode_body(traffic.batch_body(100))
+        parsed = segment.parse_request(body, endpoint="batch", client_ip="127.0.0.1")
+        assert parsed.errors == []
+        messages += parsed.messages
+    identifies = [m for m in messages if m.kind.value == "identify"]
+    known = [m for m in messages if m.kind.value != "identify" and m.user_id]
+    assert 0.05 < len(identifies) / len(messages) < 0.15
+    assert 0.62 < len(known) / len(messages) < 0.78
+    assert len({m.message_id for m in messages}) == len(messages)
+    single = json.loads(traffic.track_body())
+    assert single["type"] == "track" and single["messageId"]
+
+
+def test_demo_traffic_is_deterministic_and_in_time_order():
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    first = [[(m.kind, m.event, m.timestamp, m.message_id) for m in p] for p in demo_traffic(seed=5, people=40, days=30, now=now)]
+    again = [[(m.kind, m.event, m.timestamp, m.message_id) for m in p] for p in demo_traffic(seed=5, people=40, days=30, now=now)]
+    assert first == again
+    for person in first:
+        times = [t for _, _, t, _ in person]
+        assert times == sorted(times) and all(t < now for t in times)
+
+
+def test_load_demo_fills_the_demo_site_once():
+    try:
+        call_command("load_demo", people=40, days=20)
+        site = Site.objects.get(name=DEMO_SITE_NAME)
+        count = Event.objects.filter(site=site).count()
+        types = set(Event.objects.filter(site=site).values_list("type", flat=True))
+        assert {"page-view", "Product Viewed", "visited-site"} <= types
+        assert Profile.objects.filter(site=site, merged_into__isnull=True).exists()
+        call_command("load_demo", if_empty=True, people=40, days=20)
+        assert Event.objects.filter(site=site).count() == count
+    finally:
+        for site in Site.objects.filter(name=DEMO_SITE_NAME):
+            synthetic.wipe(site)

@@ -1,0 +1,278 @@
+"""People selectors and services on PostgreSQL: search, paging, merged ids, timelines,
+the live feed, export and the right to be forgotten."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from profiles import selectors, services
+from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
+from tests.people import company, event, events, merge, person, session
+from tracking.keyset import Cursor, InvalidCursor
+from tracking.models import Event, Session
+
+pytestmark = pytest.mark.django_db
+
+
+def ids_of(people):
+    return [p.pk for p in people]
+
+
+def search(site, q, **kw):
+    return ids_of(selectors.people_page(site=site, q=q, **kw).items)
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+def test_it_finds_people_by_any_identity_key_prefix_in_any_case(site):
+    bob = person(site, "user:Bob-42", "anonymous:a-xyz")
+    ann = person(site, "user:ann", "email:Ann@Example.com")
+    assert search(site, "bob") == [bob.pk]
+    assert search(site, "BOB-4") == [bob.pk]
+    assert search(site, "a-x") == [bob.pk]
+    assert search(site, "ann@ex") == [ann.pk]
+    assert search(site, "nobody") == []
+
+
+def test_it_treats_like_wildcards_in_the_query_as_text(site):
+    under = person(site, "user:a_b")
+    person(site, "user:axb")
+    assert search(site, "a_") == [under.pk]
+    assert search(site, "%") == []
+
+
+def test_it_finds_people_by_email_property_prefix(site):
+    eve = person(site, "user:1001", properties={"email": "Eve@Shop.example"})
+    person(site, "user:1002", properties={"email": "mallory@shop.example"})
+    assert search(site, "eve@shop") == [eve.pk]
+
+
+def test_it_finds_people_by_a_property_value(site):
+    pro = person(site, "user:p", properties={"plan": "pro", "age": 30, "address": {"city": "Berlin"}})
+    free = person(site, "user:f", properties={"plan": "free", "age": "30"})
+    assert search(site, "plan=pro") == [pro.pk]
+    assert sorted(search(site, "age=30")) == sorted([pro.pk, free.pk])
+    assert search(site, "address.city = Berlin") == [pro.pk]
+    assert search(site, "plan=enterprise") == []
+
+
+def test_it_finds_a_person_by_profile_id(site):
+    someone = person(site, "anonymous:a-1")
+    assert search(site, str(someone.pk)) == [someone.pk]
+
+
+def test_it_lists_live_people_of_the_site_only(site, other_site):
+    live = person(site, "user:live")
+    gone = person(site, "anonymous:a-gone")
+    merge(gone, live)
+    person(other_site, "user:live")
+    assert search(site, "") == [live.pk]
+    assert search(site, "a-gone") == [live.pk]  # the identity moved to the live profile
+    assert search(site, str(gone.pk)) == []  # tombstones are not people
+
+
+def test_it_pages_people_by_last_seen_both_ways_without_gaps(site):
+    now = timezone.now()
+    crowd = [person(site, f"user:u{i}", last_seen=now - timedelta(minutes=i % 4)) for i in range(11)]
+    expected = [p.pk for p in sorted(crowd, key=lambda p: (p.last_seen, p.pk), reverse=True)]
+
+    first = selectors.people_page(site=site, limit=4)
+    second = selectors.people_page(site=site, limit=4, cursor=first.next)
+    third = selectors.people_page(site=site, limit=4, cursor=second.next)
+    assert ids_of(first.items) + ids_of(second.items) + ids_of(third.items) == expected
+    assert first.previous is None and third.next is None
+
+    back = selectors.people_page(site=site, limit=4, cursor=third.previous)
+    assert ids_of(back.items) == ids_of(second.items)
+    assert back.next is not None and back.previous is not None
+    start = selectors.people_page(site=site, limit=4, cursor=back.previous)
+    assert ids_of(start.items) == ids_of(first.items) and start.previous is None
+
+
+def test_it_sorts_people_by_first_seen(site):
+    now = timezone.now()
+    old = person(site, "user:old", first_seen=now - timedelta(days=50), last_seen=now)
+    new = person(site, "user:new", first_seen=now - timedelta(days=1), last_seen=now - timedelta(days=1))
+    assert search(site, "", sort="first_seen") == [old.pk, new.pk]
+    assert search(site, "", sort="-first_seen") == [new.pk, old.pk]
+    assert search(site, "", sort="-last_seen") == [old.pk, new.pk]
+    assert search(site, "", sort="last_seen") == [new.pk, old.pk]
+
+
+def test_it_counts_matches_up_to_a_cap(site):
+    for i in range(5):
+        person(site, f"user:c{i}")
+    assert selectors.people_count(site=site) == (5, False)
+    assert selectors.people_count(site=site, cap=3) == (3, True)
+    assert selectors.people_count(site=site, q="c1") == (1, False)
+
+
+def test_it_rejects_cursors_it_did_not_issue():
+    with pytest.raises(InvalidCursor):
+        Cursor.decode("bm9wZQ")
+    cursor = Cursor(timezone.now(), 7, backwards=True)
+    assert Cursor.decode(cursor.encode()) == cursor
+
+
+# --- one person -----------------------------------------------------------------------
+
+
+def test_it_resolves_a_merged_profile_id_to_the_live_profile(site, other_site):
+    first, second, live = person(site, "anonymous:a-1"), person(site, "anonymous:a-2"), person(site, "user:u")
+    merge(first, second)
+    merge(second, live)
+    assert selectors.profile_get(site=site, profile_id=first.pk) == live
+    assert selectors.profile_get(site=site, profile_id=second.pk) == live
+    assert selectors.profile_get(site=site, profile_id=live.pk) == live
+    assert selectors.profile_get(site=other_site, profile_id=live.pk) is None
+    assert selectors.profile_get(site=site, profile_id=10**12) is None
+    assert selectors.profile_merged_ids(profile=live) == [live.pk, *sorted([first.pk, second.pk])]
+
+
+def test_it_finds_a_person_by_identity_key(site, other_site):
+    both = person(site, "user:shared@example.com")
+    other = person(site, "email:shared@example.com", "cookie:c-1")
+    person(other_site, "user:c-1")
+    assert selectors.profile_by_identity(site=site, key="shared@example.com") == both  # user wins
+    assert selectors.profile_by_identity(site=site, key="shared@example.com", kind="email") == other
+    assert selectors.profile_by_identity(site=site, key="c-1") == other
+    assert selectors.profile_by_identity(site=site, key=str(other.pk), kind="profile") == other
+    assert selectors.profile_by_identity(site=site, key="missing") is None
+
+
+def test_it_reads_the_timeline_newest_first_in_keyset_pages(site):
+    who = person(site, "user:t")
+    start = timezone.now() - timedelta(days=70)  # crosses monthly partitions
+    made = events(who, 25, start=start, step=timedelta(days=3))
+    tie = event(who, "tie", at=made[-1].occurred_at)  # same time: the id breaks the tie
+    expected = [tie.id] + [e.id for e in reversed(made)]
+
+    seen, cursor = [], None
+    while True:
+        page = selectors.person_events_page(site=site, profile_ids=[who.pk], cursor=cursor, limit=7)
+        seen += [e.id for e in page.items]
+        if not page.next:
+            break
+        cursor = page.next
+    assert seen == expected
+
+
+def test_it_shows_events_of_merges_not_yet_repointed(site):
+    live, big = person(site, "user:a"), person(site, "user:b")
+    now = timezone.now()
+    mine = event(live, "mine", at=now - timedelta(minutes=2))
+    theirs = event(big, "theirs", at=now - timedelta(minutes=1))
+    merge(big, live, repointed=False)
+    detail = selectors.person_detail(site=site, profile=live)
+    assert [e.id for e in detail.events.items] == [theirs.id, mine.id]
+    assert detail.event_count == 2
+    page = selectors.person_events_page(
+        site=site, profile_ids=detail.event_profile_ids, cursor=None, limit=1
+    )
+    assert [e.id for e in page.items] == [theirs.id]
+    rest = selectors.person_events_page(
+        site=site, profile_ids=detail.event_profile_ids, cursor=page.next, limit=1
+    )
+    assert [e.id for e in rest.items] == [mine.id] and rest.next is None
+
+
+def test_it_gathers_a_persons_detail(site):
+    who = person(site, "user:d", "anonymous:a-d", properties={"name": "Dee", "plan": "pro"})
+    old = person(site, "anonymous:a-old")
+    merge(old, who)
+    company(who, "acme", name="Acme")
+    s = session(who, landing_page="https://shop.example/")
+    event(who, "page-view", session=s)
+    detail = selectors.person_detail(site=site, profile=who)
+    assert {(i.kind, i.key) for i in detail.identities} == {
+        ("user", "d"), ("anonymous", "a-d"), ("anonymous", "a-old")
+    }
+    assert [c.key for c in detail.companies] == ["acme"]
+    assert detail.sessions == [s] and detail.session_count == 1
+    assert detail.event_count == 1
+    assert detail.profile_ids == [who.pk, old.pk]
+
+
+def test_it_reads_a_person_in_a_fixed_number_of_queries(site, django_assert_max_num_queries):
+    who = person(site, "user:q")
+    events(who, 120, start=timezone.now() - timedelta(days=5), step=timedelta(minutes=7))
+    with django_assert_max_num_queries(8):
+        selectors.person_detail(site=site, profile=who)
+
+
+# --- live feed ------------------------------------------------------------------------
+
+
+def test_it_lists_the_newest_events_of_the_site_by_arrival(site, other_site):
+    who = person(site, "user:l")
+    now = timezone.now()
+    late = event(who, "late-arrival", at=now - timedelta(days=40), received_at=now - timedelta(seconds=5))
+    fresh = event(who, "fresh", at=now - timedelta(seconds=30), received_at=now - timedelta(seconds=30))
+    event(who, "stale", at=now - timedelta(days=3))  # outside the window
+    event(person(other_site, "user:l"), "elsewhere")
+    rows = selectors.live_events(site=site, hours=24, limit=10)
+    assert [r.event.id for r in rows] == [late.id, fresh.id]
+    assert rows[0].profile == who
+
+
+# --- export and forget -----------------------------------------------------------------
+
+
+@pytest.fixture
+def full_person(site):
+    who = person(site, "user:gdpr", "email:gdpr@example.com", properties={"email": "gdpr@example.com", "plan": "pro"})
+    anon = person(site, "anonymous:a-gdpr")
+    pending = person(site, "user:gdpr-old")
+    event(anon, "before-login", at=timezone.now() - timedelta(days=2))
+    merge(anon, who)
+    event(pending, "old-account", at=timezone.now() - timedelta(days=1))
+    merge(pending, who, repointed=False)
+    company(who, "acme", name="Acme")
+    s = session(who)
+    event(who, "order-completed", session=s, properties={"total": 20})
+    return who, anon, pending
+
+
+def test_it_exports_everything_about_a_person(site, full_person):
+    who, anon, pending = full_person
+    data = services.profile_export(site=site, profile=who)
+    assert data["id"] == who.pk and data["site_id"] == site.pk
+    assert data["properties"] == {"email": "gdpr@example.com", "plan": "pro"}
+    assert sorted(data["merged_profile_ids"]) == sorted([anon.pk, pending.pk])
+    assert {(i["kind"], i["key"]) for i in data["identities"]} == {
+        ("user", "gdpr"), ("email", "gdpr@example.com"), ("anonymous", "a-gdpr"), ("user", "gdpr-old")
+    }
+    assert [c["key"] for c in data["companies"]] == ["acme"]
+    assert len(data["sessions"]) == 1
+    assert [e["type"] for e in data["events"]] == ["before-login", "old-account", "order-completed"]
+    assert data["events"][2]["properties"] == {"total": 20}
+    assert {m["source_id"] for m in data["merges"]} == {anon.pk, pending.pk}
+
+
+def test_it_forgets_a_person_and_nothing_else(site, other_site, full_person):
+    who, anon, pending = full_person
+    neighbour = person(site, "user:neighbour")
+    company(neighbour, "acme")
+    event(neighbour, "page-view", session=session(neighbour))
+    stranger = person(other_site, "user:gdpr")
+    event(stranger, "page-view")
+
+    counts = services.profile_forget(site=site, profile=who)
+
+    assert counts["events"] == 3 and counts["profiles"] == 3 and counts["sessions"] == 1
+    ids = [who.pk, anon.pk, pending.pk]
+    assert not Profile.objects.filter(pk__in=ids).exists()
+    assert not Event.objects.filter(profile_id__in=ids).exists()
+    assert not Identity.objects.filter(profile_id__in=ids).exists()
+    assert not Session.objects.filter(profile_id__in=ids).exists()
+    assert not CompanyMembership.objects.filter(profile_id__in=ids).exists()
+    assert not ProfileMerge.objects.filter(target_id=who.pk).exists()
+    # Everybody else is untouched.
+    assert Event.objects.filter(profile_id=neighbour.pk).count() == 1
+    assert Event.objects.filter(profile_id=stranger.pk).count() == 1
+    assert Identity.objects.filter(profile=neighbour).count() == 1
+    assert Identity.objects.filter(profile=stranger).count() == 1
+    assert Session.objects.filter(profile=neighbour).count() == 1
+    assert Company.objects.get(site=site, key="acme").members.get() == neighbour

@@ -1,0 +1,199 @@
+"""Management API for people: shapes, paging, access per site and per role."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from profiles.models import Profile
+from tests.factories import MembershipFactory
+from tests.people import company, event, merge, person, session
+from tracking import services as tracking_services
+from tracking.models import Event, Membership
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def key_client(api_client, secret_key):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
+    return api_client
+
+
+@pytest.fixture
+def bob(site):
+    bob = person(site, "user:bob", "anonymous:a-bob", properties={"email": "bob@example.com", "name": "Bob"})
+    company(bob, "acme", name="Acme")
+    s = session(bob)
+    for i in range(3):
+        event(bob, f"step-{i}", session=s, at=timezone.now() - timedelta(minutes=10 - i))
+    return bob
+
+
+@pytest.fixture
+def stranger(other_site):
+    """Someone on the other site, with an identity key equal to one of site A's."""
+    return person(other_site, "user:bob", properties={"email": "other@example.com"})
+
+
+def test_it_lists_and_searches_people_with_the_secret_key(key_client, site, bob, stranger):
+    person(site, "user:carol")
+    body = key_client.get("/api/v1/people").json()
+    assert body["count"] == 2 and body["count_capped"] is False
+    assert {p["id"] for p in body["results"]} == {bob.pk, Profile.objects.get(identities__key="carol").pk}
+
+    body = key_client.get("/api/v1/people", {"q": "bob"}).json()
+    [found] = body["results"]
+    assert found["id"] == bob.pk and found["name"] == "Bob" and found["is_identified"] is True
+    assert {(i["kind"], i["key"]) for i in found["identities"]} == {("user", "bob"), ("anonymous", "a-bob")}
+    assert found["properties"]["email"] == "bob@example.com"
+
+
+def test_it_pages_people_by_cursor_links(key_client, site):
+    for i in range(5):
+        person(site, f"user:p{i}", last_seen=timezone.now() - timedelta(minutes=i))
+    first = key_client.get("/api/v1/people", {"limit": 2}).json()
+    assert first["previous"] is None and len(first["results"]) == 2
+    second = key_client.get(first["next"]).json()
+    third = key_client.get(second["next"]).json()
+    assert third["next"] is None
+    names = [p["identities"][0]["key"] for page in (first, second, third) for p in page["results"]]
+    assert names == ["p0", "p1", "p2", "p3", "p4"]
+    back = key_client.get(third["previous"]).json()
+    assert back["results"] == second["results"]
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [({"cursor": "garbage"}, "cursor"), ({"sort": "password"}, "sort"), ({"limit": 0}, "limit")],
+)
+def test_it_names_the_bad_parameter(key_client, params, field):
+    response = key_client.get("/api/v1/people", params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid" and field in body["errors"]
+
+
+def test_it_shows_a_person_with_identities_companies_and_recent_events(key_client, bob):
+    body = key_client.get(f"/api/v1/people/{bob.pk}").json()
+    assert body["id"] == bob.pk
+    assert body["properties"] == {"email": "bob@example.com", "name": "Bob"}
+    assert [c["key"] for c in body["companies"]] == ["acme"]
+    assert [e["type"] for e in body["recent_events"]] == ["step-2", "step-1", "step-0"]
+    assert body["event_count"] == 3 and body["session_count"] == 1
+    assert set(body["recent_events"][0]) == {
+        "id", "type", "occurred_at", "received_at", "session_id", "message_id", "properties", "context"
+    }
+
+
+def test_it_answers_a_merged_id_with_the_live_person(key_client, site, bob):
+    old = person(site, "anonymous:a-old")
+    merge(old, bob)
+    body = key_client.get(f"/api/v1/people/{old.pk}").json()
+    assert body["id"] == bob.pk and body["merged_profile_ids"] == [old.pk]
+
+
+def test_it_finds_a_person_by_identity(key_client, site, bob, stranger):
+    assert key_client.get("/api/v1/people/by-identity/a-bob").json()["id"] == bob.pk
+    assert key_client.get("/api/v1/people/by-identity/bob", {"kind": "user"}).json()["id"] == bob.pk
+    assert key_client.get("/api/v1/people/by-identity/bob", {"kind": "email"}).status_code == 404
+    assert key_client.get(f"/api/v1/people/by-identity/{bob.pk}", {"kind": "profile"}).json()["id"] == bob.pk
+    assert key_client.get("/api/v1/people/by-identity/bob", {"kind": "nonsense"}).status_code == 400
+    slashed = person(site, "external:https://crm.example/c/7")
+    assert key_client.get("/api/v1/people/by-identity/https://crm.example/c/7").json()["id"] == slashed.pk
+
+
+def test_it_exports_a_person(key_client, bob):
+    response = key_client.get(f"/api/v1/people/{bob.pk}/export")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == bob.pk and len(body["events"]) == 3 and len(body["sessions"]) == 1
+    assert [c["key"] for c in body["companies"]] == ["acme"]
+    assert {(i["kind"], i["key"]) for i in body["identities"]} == {("user", "bob"), ("anonymous", "a-bob")}
+
+
+def test_it_deletes_a_person(key_client, site, bob, stranger):
+    event(stranger, "elsewhere")
+    response = key_client.delete(f"/api/v1/people/{bob.pk}")
+    assert response.status_code == 204
+    assert not Profile.objects.filter(pk=bob.pk).exists()
+    assert not Event.objects.filter(profile_id=bob.pk).exists()
+    assert Event.objects.filter(profile_id=stranger.pk).count() == 1
+    assert key_client.get(f"/api/v1/people/{bob.pk}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/api/v1/people/{id}"),
+        ("get", "/api/v1/people/{id}/export"),
+        ("delete", "/api/v1/people/{id}"),
+        ("get", "/api/v1/people/by-identity/other@example.com?kind=email"),
+    ],
+)
+def test_it_404s_people_of_another_site_for_a_secret_key(api_client, other_site, stranger, bob, method, path):
+    # The key belongs to site B; bob lives on site A.
+    other_key = tracking_services.secret_key_issue(site=other_site).key
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
+    response = getattr(api_client, method)(path.format(id=bob.pk))
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert Profile.objects.filter(pk=bob.pk).exists()
+    # Site B's own person answers; by key it is B's "bob", never A's.
+    assert api_client.get("/api/v1/people/by-identity/bob").json()["id"] == stranger.pk
+    assert [p["id"] for p in api_client.get("/api/v1/people").json()["results"]] == [stranger.pk]
+
+
+def test_it_404s_a_site_param_that_is_not_the_keys(key_client, other_site, bob):
+    assert key_client.get("/api/v1/people", {"site": other_site.pk}).status_code == 404
+
+
+def test_it_serves_members_through_their_session_and_404s_others(api_client, site, other_site, bob, marketer, make_user):
+    api_client.force_authenticate(marketer)
+    assert api_client.get("/api/v1/people", {"site": site.pk}).json()["results"][0]["id"] == bob.pk
+    assert api_client.get(f"/api/v1/people/{bob.pk}", {"site": site.pk}).status_code == 200
+    assert api_client.get("/api/v1/people").status_code == 400  # which site?
+    assert api_client.get("/api/v1/people", {"site": other_site.pk}).status_code == 404
+
+    outsider = make_user()
+    MembershipFactory(user=outsider, site=other_site, role=Membership.Role.ADMIN)
+    api_client.force_authenticate(outsider)
+    assert api_client.get("/api/v1/people", {"site": site.pk}).status_code == 404
+    assert api_client.get(f"/api/v1/people/{bob.pk}", {"site": site.pk}).status_code == 404
+    assert api_client.get(f"/api/v1/people/{bob.pk}", {"site": other_site.pk}).status_code == 404
+    assert api_client.delete(f"/api/v1/people/{bob.pk}?site={site.pk}").status_code == 404
+    assert Profile.objects.filter(pk=bob.pk).exists()
+
+
+def test_it_lets_only_site_admins_export_and_delete_through_a_session(api_client, site, bob, marketer):
+    api_client.force_authenticate(marketer)  # editor
+    assert api_client.get(f"/api/v1/people/{bob.pk}/export", {"site": site.pk}).status_code == 403
+    response = api_client.delete(f"/api/v1/people/{bob.pk}?site={site.pk}")
+    assert response.status_code == 403 and "admin" in response.json()["message"]
+    assert Profile.objects.filter(pk=bob.pk).exists()
+
+    Membership.objects.filter(user=marketer).update(role=Membership.Role.ADMIN)
+    assert api_client.get(f"/api/v1/people/{bob.pk}/export", {"site": site.pk}).status_code == 200
+    assert api_client.delete(f"/api/v1/people/{bob.pk}?site={site.pk}").status_code == 204
+
+
+def test_it_refuses_anonymous_callers(api_client, bob):
+    assert api_client.get(f"/api/v1/people/{bob.pk}").status_code in (401, 403)
+
+
+def test_it_documents_the_people_endpoints(key_client):
+    response = key_client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"get"} <= set(paths["/api/v1/people"])
+    assert {"get", "delete"} <= set(paths["/api/v1/people/{profile_id}"])
+    assert "get" in paths["/api/v1/people/{profile_id}/export"]
+    assert "get" in paths["/api/v1/people/by-identity/{key}"]
+    params = {p["name"] for p in paths["/api/v1/people"]["get"]["parameters"]}
+    assert {"q", "sort", "cursor", "limit", "site"} <= params
+
+
+def test_it_survives_nul_bytes_in_search_and_keys(key_client, bob):
+    response = key_client.get("/api/v1/people", {"q": "bo\x00b"})
+    assert response.status_code == 400 and "q" in response.json()["errors"]
+    assert key_client.get("/api/v1/people/by-identity/bo%00b").status_code == 404

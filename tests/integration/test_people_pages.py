@@ -1,0 +1,145 @@
+"""People, Person and Live pages rendered by the server (the browser tests click them)."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from profiles.models import Profile
+from tests.conftest import PASSWORD
+from tests.people import event, events, merge, person, session
+from tracking.models import Event, Membership
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def logged_in(client, marketer):
+    client.login(username=marketer.username, password=PASSWORD)
+    return client
+
+
+def test_it_shows_the_snippet_hint_on_an_empty_site(logged_in, site):
+    html = logged_in.get(reverse("app:people", args=[site.pk])).content.decode()
+    assert "No one has been tracked on this site yet." in html
+    assert reverse("app:settings", args=[site.pk]) in html
+    html = logged_in.get(reverse("app:live", args=[site.pk])).content.decode()
+    assert "No events in the last 24 hours." in html
+    assert reverse("app:settings", args=[site.pk]) in html
+
+
+def test_it_lists_and_searches_people(logged_in, site, other_site):
+    person(site, "user:ann", properties={"name": "Ann Lee", "email": "ann@example.com"})
+    person(site, "user:bob", properties={"name": "Bob Stone"})
+    person(other_site, "user:ann", properties={"name": "Ann Elsewhere"})
+    url = reverse("app:people", args=[site.pk])
+    html = logged_in.get(url).content.decode()
+    assert "Ann Lee" in html and "Bob Stone" in html and "Elsewhere" not in html
+    assert "ann@example.com" in html and "2 people" in html
+
+    html = logged_in.get(url, {"q": "ann"}).content.decode()
+    assert "Ann Lee" in html and "Bob Stone" not in html
+
+    html = logged_in.get(url, {"q": "zed"}).content.decode()
+    assert "No one matches “zed”." in html
+
+
+def test_it_answers_htmx_searches_with_the_results_only(logged_in, site):
+    person(site, "user:ann", properties={"name": "Ann Lee"})
+    url = reverse("app:people", args=[site.pk])
+    fragment = logged_in.get(url, {"q": "ann"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="people-results")
+    html = fragment.content.decode()
+    assert "Ann Lee" in html and "<html" not in html and 'id="people-q"' not in html
+    restore = logged_in.get(
+        url, {"q": "ann"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="people-results", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert "<html" in restore.content.decode()
+
+
+def test_it_lists_people_in_a_fixed_number_of_queries(logged_in, site, django_assert_max_num_queries):
+    for i in range(30):
+        person(site, f"user:u{i}", f"anonymous:a-{i}")
+    # session + user + sites + role + people + identities + count + savepoints
+    with django_assert_max_num_queries(12):
+        response = logged_in.get(reverse("app:people", args=[site.pk]))
+    assert response.content.decode().count('data-testid="person-row"') == 30
+
+
+def test_it_ignores_unknown_sorts_and_broken_cursors(logged_in, site):
+    person(site, "user:ann")
+    url = reverse("app:people", args=[site.pk])
+    assert logged_in.get(url, {"sort": "password", "cursor": "%%%"}).status_code == 200
+    assert logged_in.get(url, {"q": "an\x00n"}).status_code == 200
+
+
+def test_it_shows_a_person(logged_in, site):
+    who = person(site, "user:ann", "anonymous:a-ann", properties={"name": "Ann Lee", "plan": "pro", "tags": ["a", "b"]})
+    session(who, landing_page="https://shop.example/")
+    event(who, "product-view", properties={"product": "Shoe"}, context={"page": {"url": "https://shop.example/shoe"}})
+    html = logged_in.get(reverse("app:person", args=[site.pk, who.pk])).content.decode()
+    for text in ("Ann Lee", "plan", "pro", '[&quot;a&quot;, &quot;b&quot;]', "a-ann", "product-view", "https://shop.example/shoe", "product=Shoe"):
+        assert text in html
+    assert "Export JSON" not in html  # editors do not manage people
+
+
+def test_it_redirects_a_merged_id_to_the_live_person(logged_in, site):
+    live, old = person(site, "user:ann"), person(site, "anonymous:a-1")
+    merge(old, live)
+    response = logged_in.get(reverse("app:person", args=[site.pk, old.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("app:person", args=[site.pk, live.pk])
+
+
+def test_it_404s_people_of_other_sites_and_unknown_ids(logged_in, site, other_site):
+    stranger = person(other_site, "user:x")
+    assert logged_in.get(reverse("app:person", args=[site.pk, stranger.pk])).status_code == 404
+    assert logged_in.get(reverse("app:person", args=[other_site.pk, stranger.pk])).status_code == 404
+    assert logged_in.get(reverse("app:person-events", args=[site.pk, stranger.pk])).status_code == 404
+    assert logged_in.get(reverse("app:person", args=[site.pk, 10**12])).status_code == 404
+    assert logged_in.get(reverse("app:live-feed", args=[other_site.pk])).status_code == 404
+
+
+def test_it_pages_the_timeline(logged_in, site):
+    who = person(site, "user:t")
+    events(who, 60, start=timezone.now() - timedelta(days=2), step=timedelta(minutes=10))
+    html = logged_in.get(reverse("app:person", args=[site.pk, who.pk])).content.decode()
+    assert html.count('data-testid="timeline-event"') == 50 and "Older events" in html
+    cursor = html.split("events/?cursor=")[1].split('"')[0]
+    more = logged_in.get(reverse("app:person-events", args=[site.pk, who.pk]), {"cursor": cursor}).content.decode()
+    assert more.count('data-testid="timeline-event"') == 10 and "Older events" not in more
+
+
+def test_it_exports_and_deletes_for_site_admins_only(logged_in, site, marketer):
+    who = person(site, "user:gone", properties={"name": "Gone Soon"})
+    event(who, "page-view")
+    export_url = reverse("app:person-export", args=[site.pk, who.pk])
+    delete_url = reverse("app:person-forget", args=[site.pk, who.pk])
+    assert logged_in.get(export_url).status_code == 403
+    assert logged_in.post(delete_url).status_code == 403
+
+    Membership.objects.filter(user=marketer).update(role=Membership.Role.ADMIN)
+    response = logged_in.get(export_url)
+    assert response["Content-Disposition"] == f'attachment; filename="person-{who.pk}.json"'
+    assert json.loads(response.content)["events"][0]["type"] == "page-view"
+    assert logged_in.get(delete_url).status_code == 405
+    response = logged_in.post(delete_url, follow=True)
+    assert "Gone Soon was deleted with 1 events" in response.content.decode()
+    assert not Profile.objects.filter(pk=who.pk).exists()
+    assert not Event.objects.filter(profile_id=who.pk).exists()
+
+
+def test_it_shows_live_events_and_marks_the_new_ones(logged_in, site, other_site):
+    who = person(site, "user:live", properties={"name": "Liv"})
+    first = event(who, "page-view", context={"page": {"url": "https://shop.example/"}})
+    event(person(other_site, "user:x"), "elsewhere")
+    html = logged_in.get(reverse("app:live", args=[site.pk])).content.decode()
+    assert "page-view" in html and "Liv" in html and "elsewhere" not in html
+    assert f"?seen={first.id}" in html and "is-new" not in html
+
+    second = event(who, "order-completed")
+    feed = logged_in.get(reverse("app:live-feed", args=[site.pk]), {"seen": first.id}).content.decode()
+    assert "<html" not in feed and "order-completed" in feed
+    assert f'data-event-id="{second.id}" class="is-new"' in feed
+    assert f'data-event-id="{first.id}" >' in feed or f'data-event-id="{first.id}">' in feed

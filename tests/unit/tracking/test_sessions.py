@@ -1,0 +1,189 @@
+"""Sessions (visits) and event time, DESIGN "Events and sessions". Time is controlled by
+each message's ``timestamp``; nothing sleeps."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.messages import event_by_message, identify, ingest, set_properties, track
+from tracking.ingest.core import event_time
+from tracking.ingest.schema import Kind, Message
+from tracking.models import Event, Session
+
+pytestmark = pytest.mark.django_db
+
+MIN = timedelta(minutes=1)
+
+
+@pytest.fixture
+def t0():
+    return timezone.now().replace(microsecond=0) - timedelta(hours=6)
+
+
+def _sessions(site):
+    return list(Session.objects.filter(site=site).order_by("started_at"))
+
+
+def _visits(site):
+    return list(Event.objects.filter(site=site, type="visited-site").order_by("occurred_at"))
+
+
+def test_it_starts_a_session_with_a_visited_site_event(site, t0):
+    ingest(site, track("Product Viewed", anon="a-1", timestamp=t0, message_id="e1",
+                       context={"page": {"url": "https://shop.example/x"}, "referrer": "https://news.example"}))
+
+    [session] = _sessions(site)
+    [visit] = _visits(site)
+    event = event_by_message(site, "e1")
+    assert event.session_id == visit.session_id == session.pk
+    assert visit.occurred_at == event.occurred_at == session.started_at == session.last_event_at == t0
+    assert visit.profile_id == event.profile_id == session.profile_id
+    assert visit.message_id is None
+    assert session.event_count == 2  # the visit and the event
+    assert session.context == {"page": {"url": "https://shop.example/x"}, "referrer": "https://news.example"}
+
+
+def test_it_reuses_the_session_for_activity_within_the_timeout(site, t0):
+    # Each gap is under 20 minutes, the whole visit is not: inactivity is what counts.
+    ingest(site, track("a", anon="a-1", timestamp=t0), track("b", anon="a-1", timestamp=t0 + 19 * MIN))
+    ingest(site, track("c", anon="a-1", timestamp=t0 + 38 * MIN))
+    ingest(site, track("d", anon="a-1", timestamp=t0 + 57 * MIN))
+
+    [session] = _sessions(site)
+    assert len(_visits(site)) == 1
+    assert session.started_at == t0 and session.last_event_at == t0 + 57 * MIN
+    assert session.event_count == 5
+    assert set(Event.objects.filter(site=site).values_list("session_id", flat=True)) == {session.pk}
+
+
+@pytest.mark.parametrize("one_batch", [True, False], ids=["one batch", "two batches"])
+def test_it_starts_a_new_session_after_the_sites_timeout(site, t0, one_batch):
+    site.session_timeout_minutes = 5
+    site.save()
+    first = track("a", anon="a-1", timestamp=t0, message_id="a")
+    late = track("b", anon="a-1", timestamp=t0 + 5 * MIN + timedelta(seconds=1), message_id="b")
+    if one_batch:
+        ingest(site, first, late)
+    else:
+        ingest(site, first)
+        ingest(site, late)
+
+    old, new = _sessions(site)
+    assert event_by_message(site, "a").session_id == old.pk
+    assert event_by_message(site, "b").session_id == new.pk
+    assert [v.session_id for v in _visits(site)] == [old.pk, new.pk]
+    assert [v.occurred_at for v in _visits(site)] == [t0, t0 + 5 * MIN + timedelta(seconds=1)]
+
+
+def test_it_updates_the_session_it_leaves_in_the_same_batch(site, t0):
+    """One batch continues the open visit, then the person goes quiet and comes back:
+    the first visit's last activity and count must include the events it got."""
+    ingest(site, track("a", anon="a-1", timestamp=t0))
+    ingest(
+        site,
+        track("b", anon="a-1", timestamp=t0 + 10 * MIN),
+        track("c", anon="a-1", timestamp=t0 + 15 * MIN),
+        track("d", anon="a-1", timestamp=t0 + 2 * 60 * MIN),
+    )
+    old, new = _sessions(site)
+    assert (old.last_event_at, old.event_count) == (t0 + 15 * MIN, 4)
+    assert (new.started_at, new.event_count) == (t0 + 2 * 60 * MIN, 2)
+
+
+def test_it_starts_a_new_session_when_the_client_says_so(site, t0):
+    ingest(site, track("a", anon="a-1", timestamp=t0))
+    ingest(site, track("b", anon="a-1", timestamp=t0 + MIN, new_session=True, message_id="b"))
+
+    old, new = _sessions(site)
+    assert event_by_message(site, "b").session_id == new.pk
+    assert len(_visits(site)) == 2
+
+
+def test_it_follows_client_session_ids(site, t0):
+    ingest(site, track("a", anon="a-1", session_id="s-1", timestamp=t0, message_id="a"))
+    ingest(site, track("b", anon="a-1", session_id="s-2", timestamp=t0 + MIN, message_id="b"))
+    ingest(site, track("c", anon="a-1", session_id="s-1", timestamp=t0 + 2 * MIN, message_id="c"))
+
+    sessions = {s.external_id: s for s in _sessions(site)}
+    assert set(sessions) == {"s-1", "s-2"}
+    assert event_by_message(site, "a").session_id == event_by_message(site, "c").session_id == sessions["s-1"].pk
+    assert event_by_message(site, "b").session_id == sessions["s-2"].pk
+    assert len(_visits(site)) == 2
+
+
+def test_it_does_not_start_a_visit_on_identify_alone(site, t0):
+    ingest(site, identify("u-1", timestamp=t0, message_id="i"), set_properties({"x": 1}, user="u-1", timestamp=t0))
+    assert not _sessions(site) and not _visits(site)
+    assert event_by_message(site, "i").session_id is None
+
+    # An identify during a visit joins it.
+    ingest(site, track("a", user="u-1", timestamp=t0 + MIN))
+    ingest(site, identify("u-1", timestamp=t0 + 2 * MIN, message_id="i2"))
+    [session] = _sessions(site)
+    assert event_by_message(site, "i2").session_id == session.pk
+    assert len(_visits(site)) == 1
+
+
+def test_it_joins_a_late_event_to_the_visit_it_belongs_to(site, t0):
+    ingest(site, track("b", anon="a-1", timestamp=t0 + 10 * MIN))
+    ingest(site, track("a", anon="a-1", timestamp=t0 + 2 * MIN, message_id="late"))  # offline queue
+    [session] = _sessions(site)
+    assert event_by_message(site, "late").session_id == session.pk
+    assert session.started_at == t0 + 2 * MIN
+
+
+def test_it_keeps_sessions_per_person(site, t0):
+    ingest(site, track("a", anon="a-1", timestamp=t0), track("a", anon="a-2", timestamp=t0))
+    assert len(_sessions(site)) == 2 and len(_visits(site)) == 2
+
+
+def test_it_moves_sessions_with_a_merge(site, t0):
+    ingest(site, identify("u-1", timestamp=t0))
+    ingest(site, track("a", anon="a-1", timestamp=t0))
+    ingest(site, identify("u-1", anon="a-1", timestamp=t0 + MIN), track("b", user="u-1", timestamp=t0 + 2 * MIN))
+    [session] = _sessions(site)
+    assert session.event_count == 4  # visit, a, identify, b
+    assert set(Event.objects.filter(site=site).exclude(session=None).values_list("profile_id", flat=True)) == {
+        session.profile_id
+    }
+
+
+# -- event time ----------------------------------------------------------------------------------
+
+
+def test_it_corrects_client_clock_skew_with_sent_at():
+    received = timezone.now()
+    # The client's clock is 1 hour fast; it sent 30 seconds after the call.
+    timestamp = received + timedelta(hours=1) - timedelta(seconds=30)
+    sent_at = received + timedelta(hours=1)
+    m = Message(kind=Kind.TRACK, timestamp=timestamp, sent_at=sent_at)
+    assert event_time(m, received) == received - timedelta(seconds=30)
+
+
+def test_it_takes_the_client_time_without_sent_at():
+    received = timezone.now()
+    m = Message(kind=Kind.TRACK, timestamp=received - timedelta(days=2))
+    assert event_time(m, received) == received - timedelta(days=2)
+
+
+def test_it_takes_the_server_time_without_client_times():
+    received = timezone.now()
+    assert event_time(Message(kind=Kind.TRACK), received) == received
+    assert event_time(Message(kind=Kind.TRACK, sent_at=received + timedelta(hours=3)), received) == received
+
+
+def test_it_stores_the_corrected_time(site):
+    received = timezone.now().replace(microsecond=0)
+    skewed = track(
+        anon="a-1",
+        timestamp=received + timedelta(minutes=10),
+        sent_at=received + timedelta(minutes=10, seconds=5),
+        message_id="skewed",
+    )
+    ingest(site, skewed, track(anon="a-1", message_id="plain"), received_at=received)
+
+    event = event_by_message(site, "skewed")
+    assert event.occurred_at == received - timedelta(seconds=5)
+    assert event.received_at == received
+    assert event_by_message(site, "plain").occurred_at == received

@@ -1,0 +1,320 @@
+"""HTTP ingestion against the real server: start it, drive it, watch it, check the database.
+
+The server is gunicorn (sync workers, one per core by default) or granian (WSGI), run
+on a free local port against the same database as the bench command. Clients are
+separate processes (``client``), started together and stopped on the same clock. Web
+worker memory is sampled with psutil while the clients run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import connection
+
+from tracking.benchmarks import client
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def database_url() -> str:
+    """The URL the server should use: the bench command's own database."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    db = settings.DATABASES["default"]
+    return f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A web server process group serving config.wsgi on 127.0.0.1:<port>."""
+
+    kind: str = "gunicorn"  # or "granian"
+    workers: int = 2
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def command(self) -> list[str]:
+        app = "config.wsgi:application"
+        if self.kind == "granian":
+            granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
+            return [
+                granian, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers), "--blocking-threads", "1", "--no-ws",
+                "--backlog", "2048", "--log-level", "warning", app,
+            ]
+        return [
+            sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers), "--backlog", "2048", "--log-level", "warning",
+            "--graceful-timeout", "5",
+        ]
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "DATABASE_CONN_MAX_AGE": "600",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+        }
+        log_dir = BASE_DIR / "bench" / "results"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"server-{self.kind}.log.tmp"
+        self.process = subprocess.Popen(
+            self.command(), cwd=BASE_DIR, env=env, start_new_session=True,
+            stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                status, _ = client.Connection("127.0.0.1", self.port, timeout=5).request(
+                    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
+                if status == 200 and len(self.worker_pids()) >= self.workers:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not answer on port {self.port} within {timeout:.0f}s")
+
+    def warm(self, requests: int = 20) -> None:
+        """Make every worker load Django and open its database connection."""
+        for _ in range(requests):
+            client.Connection("127.0.0.1", self.port).request(
+                b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+
+    def worker_pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        try:
+            return [p.pid for p in psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RssSampler(threading.Thread):
+    """Largest resident set of any one web worker, sampled every ``interval`` seconds."""
+
+    def __init__(self, server: Server, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.server = server
+        self.interval = interval
+        self.max_mb = 0.0
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            for pid in self.server.worker_pids():
+                try:
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                self.max_mb = max(self.max_mb, rss)
+            self.samples += 1
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.max_mb
+
+
+@dataclass
+class LoadResult:
+    mode: str
+    processes: int
+    duration: float
+    requests: int = 0
+    events_sent: int = 0
+    events_accepted: int = 0
+    failed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    rss_max_mb: float = 0.0
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.duration if self.duration else 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_accepted / self.duration if self.duration else 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        if len(self.latencies) == 1:
+            return self.latencies[0]
+        return statistics.quantiles(self.latencies, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+    def summary(self) -> dict:
+        return {
+            "mode": self.mode,
+            "processes": self.processes,
+            "duration_s": round(self.duration, 2),
+            "requests": self.requests,
+            "requests_per_s": round(self.requests_per_second, 1),
+            "events_sent": self.events_sent,
+            "events_accepted": self.events_accepted,
+            "events_per_s": round(self.events_per_second, 1),
+            "failed": self.failed,
+            "statuses": self.statuses,
+            "p50_ms": _round(self.percentile(0.5)),
+            "p99_ms": _round(self.percentile(0.99)),
+            "max_ms": _round(max(self.latencies) if self.latencies else None),
+            "worker_rss_max_mb": round(self.rss_max_mb, 1),
+            "failure_samples": self.samples[:5],
+            "client_errors": self.errors[:5],
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def run_load(
+    server: Server,
+    *,
+    write_key: str,
+    people: int,
+    run_id: str,
+    mode: str,
+    processes: int,
+    duration: float,
+    batch_size: int = 0,
+    rate: float = 0.0,
+    seed: int = 1,
+) -> LoadResult:
+    """Run ``processes`` client processes for ``duration`` seconds; ``rate`` (requests/s in
+    all) paces them open-loop, 0 runs them closed-loop."""
+    ctx = multiprocessing.get_context("spawn")  # clients import no Django, share nothing
+    results = ctx.Queue()
+    start_at = time.time() + 1.5 + 0.15 * processes  # spawn takes a moment
+    specs = [
+        {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "write_key": write_key,
+            "people": people,
+            "prefix": f"{run_id}-{mode}-{n}",
+            "seed": seed * 1000 + n,
+            "batch_size": batch_size,
+            "rate": rate / processes if rate else 0.0,
+            "start_at": start_at,
+            "duration": duration,
+        }
+        for n in range(processes)
+    ]
+    procs = [ctx.Process(target=client.run, args=(spec, results), daemon=True) for spec in specs]
+    for proc in procs:
+        proc.start()
+    sampler = RssSampler(server)
+    sampler.start()
+    collected = [results.get(timeout=duration + 120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=10)
+    result = LoadResult(mode=mode, processes=processes, duration=duration)
+    result.rss_max_mb = sampler.stop()
+    elapsed = []
+    for stats in collected:
+        if "error" in stats:
+            result.errors.append(stats["error"])
+            continue
+        result.requests += stats["requests"]
+        result.events_sent += stats["events_sent"]
+        result.events_accepted += stats["events_accepted"]
+        result.failed += stats["failed"]
+        result.samples += stats["samples"]
+        result.latencies += stats["latencies"]
+        elapsed.append(stats["elapsed"])
+        for status, count in stats["statuses"].items():
+            result.statuses[status] = result.statuses.get(status, 0) + count
+    if elapsed:
+        result.duration = max(elapsed)
+    if result.errors and not elapsed:
+        raise RuntimeError(f"every client failed: {result.errors[0]}")
+    return result
+
+
+def new_run_id() -> str:
+    return f"bench{uuid.uuid4().hex[:10]}"
+
+
+def stored_events(site_id: int, prefix: str, since) -> tuple[int, int]:
+    """(rows, distinct message ids) stored for messages whose id starts with ``prefix``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*), count(DISTINCT message_id) FROM tracking_event
+            WHERE site_id = %s AND occurred_at >= %s AND message_id LIKE %s
+            """,
+            [site_id, since, prefix.replace("_", r"\_") + "-%"],
+        )
+        return cursor.fetchone()
+
+
+def cleanup_run(site_id: int, since, first_new_profile: int) -> None:
+    """Remove what a bench run stored, so repeated runs leave the generated data as it was
+    (profiles it updated keep their new last_seen and traits)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM tracking_event WHERE site_id = %s AND occurred_at >= %s AND received_at >= %s",
+            [site_id, since, since],
+        )
+        cursor.execute("DELETE FROM tracking_messagededupe WHERE site_id = %s AND first_seen >= %s", [site_id, since])
+        cursor.execute("DELETE FROM tracking_pendingwork WHERE site_id = %s AND created_at >= %s", [site_id, since])
+        cursor.execute("DELETE FROM tracking_session WHERE site_id = %s AND started_at >= %s", [site_id, since])
+        cursor.execute("DELETE FROM profiles_profilemerge WHERE site_id = %s AND merged_at >= %s", [site_id, since])
+        cursor.execute(
+            "DELETE FROM profiles_identity WHERE site_id = %s AND (created_at >= %s OR profile_id >= %s)",
+            [site_id, since, first_new_profile],
+        )
+        cursor.execute(
+            "DELETE FROM tracking_session WHERE site_id = %s AND profile_id >= %s", [site_id, first_new_profile]
+        )
+        cursor.execute("DELETE FROM profiles_profile WHERE site_id = %s AND id >= %s", [site_id, first_new_profile])

@@ -1,0 +1,171 @@
+"""Bench results: ``bench/results/ingest.json`` and ``ingest.md``, and the table printed.
+
+Every throughput is shown beside PostgreSQL's own COPY into the same indexed events
+table, measured in the same run, as a ratio; targets come from issue 3.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGETS = {
+    "batch_events_per_s": 30_000,
+    "track_requests_per_s": 1_500,
+    "track_paced_p99_ms": 50,
+    "worker_rss_mb": 250,
+}
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    vs_copy: str = ""
+    target: str = ""
+    met: str = ""
+
+
+def _n(value: float | None, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _ratio(value: float | None, copy: float | None) -> str:
+    if not value or not copy:
+        return ""
+    return f"{value / copy:.2f}×"
+
+
+def _met(ok: bool | None) -> str:
+    return "" if ok is None else ("yes" if ok else "**no**")
+
+
+def rows(results: dict) -> list[Row]:
+    copy = (results.get("copy_ceiling") or {}).get("rows_per_s")
+    out = [Row("PostgreSQL COPY into tracking_event (indexed), same run", _n(copy, " rows/s"), "1.00×" if copy else "")]
+    generated = results.get("dataset", {}).get("generated")
+    if generated and generated.get("events_rows_per_s"):
+        rate = generated["events_rows_per_s"]
+        out.append(Row("generator: Python rows + COPY of events", _n(rate, " rows/s"), _ratio(rate, copy)))
+    inproc = results.get("in_process")
+    if inproc:
+        rate = inproc["events_per_s"]
+        out.append(
+            Row(
+                f"in-process Segment parse + ingest_batch (1 process, batches of {inproc['batch_size']})",
+                _n(rate, " events/s"),
+                _ratio(rate, copy),
+            )
+        )
+    http = results.get("http") or {}
+    batch = http.get("batch")
+    if batch:
+        rate = batch["events_per_s"]
+        target = TARGETS["batch_events_per_s"]
+        out.append(
+            Row(
+                f"/v1/batch of 100, mixed identities ({batch['processes']} clients)",
+                _n(rate, " events/s"),
+                _ratio(rate, copy),
+                f"≥ {target:,} events/s",
+                _met(rate >= target),
+            )
+        )
+        out.append(Row("/v1/batch latency p50 / p99", f"{_n(batch['p50_ms'], ' ms', 1)} / {_n(batch['p99_ms'], ' ms', 1)}"))
+    exactly = http.get("exactly_once")
+    if exactly:
+        out.append(
+            Row(
+                "/v1/batch accepted = stored (by messageId)",
+                f"{exactly['accepted']:,} accepted, {exactly['stored']:,} stored, {exactly['distinct']:,} distinct",
+                "",
+                "equal",
+                _met(exactly["ok"]),
+            )
+        )
+    track = http.get("track_max")
+    if track:
+        rate = track["requests_per_s"]
+        target = TARGETS["track_requests_per_s"]
+        out.append(
+            Row(
+                f"/v1/track single events, max ({track['processes']} clients)",
+                _n(rate, " req/s"),
+                _ratio(rate, copy),
+                f"≥ {target:,} req/s",
+                _met(rate >= target),
+            )
+        )
+    paced = http.get("track_paced")
+    if paced:
+        target = TARGETS["track_paced_p99_ms"]
+        p99 = paced["p99_ms"]
+        out.append(
+            Row(
+                f"/v1/track at half the max ({paced['rate_target']:,.0f} req/s offered, {paced['requests_per_s']:,.0f} done) p50 / p99",
+                f"{_n(paced['p50_ms'], ' ms', 1)} / {_n(p99, ' ms', 1)}",
+                "",
+                f"p99 < {target} ms",
+                _met(p99 is not None and p99 < target and paced["failed"] == 0),
+            )
+        )
+    rss = http.get("worker_rss_max_mb")
+    if rss:
+        target = TARGETS["worker_rss_mb"]
+        out.append(
+            Row(
+                f"web worker max RSS over the run ({http.get('duration_s', 0):.0f} s a phase)",
+                _n(rss, " MB", 1),
+                "",
+                f"< {target} MB",
+                _met(rss < target),
+            )
+        )
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "# Ingestion bench",
+        "",
+        f"Run {results.get('finished_at', '')} on {results['machine']['cores']} cores, "
+        f"{results['machine']['memory_gb']} GB; PostgreSQL {results['machine']['postgres']} "
+        f"({', '.join(f'{k} {v}' for k, v in results['machine']['postgres_settings'].items())}).",
+    ]
+    dataset = results.get("dataset") or {}
+    if dataset:
+        lines.append(
+            f"Data: site {dataset.get('site_id')}: {dataset.get('people', 0):,} people, "
+            f"{dataset.get('events', 0):,} events, {dataset.get('sessions', 0):,} sessions."
+        )
+    http = results.get("http") or {}
+    if http:
+        lines.append(f"Server: {http.get('server')} with {http.get('workers')} workers on {results['machine']['cores']} cores.")
+    lines += ["", "| measure | value | vs COPY | target | met |", "|---|---|---|---|---|"]
+    for row in rows(results):
+        lines.append(f"| {row.measure} | {row.value} | {row.vs_copy} | {row.target} | {row.met} |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table(results: dict) -> str:
+    table = rows(results)
+    headers = ("measure", "value", "vs COPY", "target", "met")
+    cells = [headers] + [(r.measure, r.value, r.vs_copy, r.target, r.met.replace("*", "")) for r in table]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
+    out = []
+    for n, row in enumerate(cells):
+        out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def write(results: dict, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / "ingest.json", directory / "ingest.md"
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md_path.write_text(markdown(results))
+    return json_path, md_path

@@ -1,0 +1,178 @@
+"""The Segment HTTP tracking API under /v1/: read the request, hand it to the adapter
+(``tracking.ingest.segment``) and the ingestion core, answer.
+
+Plain Django views, CSRF-exempt (callers authenticate with a write key, never a
+cookie), with CORS on every response so browsers on the sites' own origins can call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path, re_path
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt
+
+from tracking import services
+from tracking.ingest import segment
+from tracking.ingest.core import IngestRejected, ingest_batch
+from tracking.ingest.segment import RequestRejected
+from tracking.models import Site
+
+View = Callable[..., HttpResponse]
+
+PREFLIGHT_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Strict-Mode, X-Retry-Count"
+
+
+def cors(view: View) -> View:
+    """Answer preflight requests; the view's own responses get headers from ``_respond``."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "OPTIONS":
+            # A preflight carries no credentials, so the site is unknown here; the actual
+            # request is checked against the site's allowed origins.
+            response = HttpResponse(status=204)
+            _add_cors_headers(request, response, site=None)
+            response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = (
+                request.headers.get("Access-Control-Request-Headers") or PREFLIGHT_HEADERS
+            )
+            response["Access-Control-Max-Age"] = "86400"
+            return response
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(wrapper)
+
+
+@cors
+def track(request: HttpRequest, endpoint: str) -> HttpResponse:
+    """POST /v1/batch, /v1/track, … and the short forms /v1/b, /v1/t, …"""
+    if request.method != "POST":
+        response = _respond(request, {"code": "method_not_allowed", "message": "Use POST"}, 405)
+        response["Allow"] = "POST, OPTIONS"
+        return response
+    received_at = timezone.now()
+    site: Site | None = None
+    try:
+        body = segment.decode_body(
+            _read_body(request), content_encoding=request.headers.get("Content-Encoding", "")
+        )
+        write_key = segment.write_key_from(request.headers.get("Authorization"), body.payload)
+        site = services.site_for_write_key(write_key)
+        if site is None:
+            reason = "Invalid write key" if write_key else "Missing write key"
+            raise RequestRejected(401, "unauthorized", reason)
+        _check_origin(request, site)
+        parsed = segment.parse_request(body, endpoint=endpoint, client_ip=client_ip(request))
+        strict = segment.is_strict(request.GET.get("strict"), request.headers.get("X-Strict-Mode"))
+        segment.refuse_invalid(parsed, strict=strict)
+        try:
+            result = ingest_batch(
+                site,
+                parsed.messages,
+                received_at=received_at,
+                actor=f"write key {write_key}",
+                strict=strict,
+            )
+        except IngestRejected as exc:
+            raise RequestRejected(
+                exc.status, exc.code, exc.message, [*parsed.errors, *exc.errors]
+            ) from None
+        answer = segment.answer(parsed, result)
+    except RequestRejected as exc:
+        return _respond(request, exc.body(), exc.status, site=site)
+    return _respond(request, answer.body, answer.status, site=site)
+
+
+@cors
+def project_settings(request: HttpRequest, write_key: str) -> HttpResponse:
+    """GET /v1/projects/<writeKey>/settings: what analytics.js loads before anything else."""
+    if request.method not in ("GET", "HEAD"):
+        response = _respond(request, {"code": "method_not_allowed", "message": "Use GET"}, 405)
+        response["Allow"] = "GET, OPTIONS"
+        return response
+    site = services.site_for_write_key(write_key)
+    if site is None:
+        return _respond(request, {"code": "not_found", "message": "Unknown write key"}, 404)
+    document = segment.settings_document(
+        write_key, host=request.get_host(), secure=request.is_secure()
+    )
+    response = _respond(request, document, 200, site=site)
+    response["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address. X-Forwarded-For is trusted only for the number of proxy hops
+    set in ``TRUSTED_PROXY_HOPS`` (default 0: never), counted from the right, since
+    anything left of what our own proxies appended is whatever the client wrote."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    hops = settings.TRUSTED_PROXY_HOPS
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if hops <= 0 or not forwarded:
+        return remote
+    chain = [part.strip() for part in forwarded.split(",") if part.strip()]
+    if not chain:
+        return remote
+    candidate = chain[-hops] if len(chain) >= hops else chain[0]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > segment.MAX_BATCH_BYTES:
+        raise segment.too_large(int(length))
+    return request.body
+
+
+def _origin_allowed(origin: str, site: Site | None) -> bool:
+    if site is None or not site.allowed_origins:
+        return True
+    wanted = origin.strip().rstrip("/").lower()
+    return any(
+        allowed == "*" or str(allowed).strip().rstrip("/").lower() == wanted
+        for allowed in site.allowed_origins
+    )
+
+
+def _check_origin(request: HttpRequest, site: Site) -> None:
+    origin = request.headers.get("Origin")
+    if origin and not _origin_allowed(origin, site):
+        raise RequestRejected(
+            403, "origin_not_allowed", f"Origin {origin} may not send events to this site"
+        )
+
+
+def _add_cors_headers(request: HttpRequest, response: HttpResponse, *, site: Site | None) -> None:
+    patch_vary_headers(response, ["Origin"])
+    origin = request.headers.get("Origin")
+    if origin and _origin_allowed(origin, site):
+        response["Access-Control-Allow-Origin"] = origin
+
+
+def _respond(
+    request: HttpRequest, body: dict[str, Any], status: int, *, site: Site | None = None
+) -> HttpResponse:
+    response = JsonResponse(body, status=status)
+    _add_cors_headers(request, response, site=site)
+    return response
+
+
+urlpatterns = [
+    path("projects/<str:write_key>/settings", project_settings, name="segment-settings"),
+    re_path(
+        r"^(?P<endpoint>batch|track|identify|page|screen|group|alias|[btipsga])$",
+        track,
+        name="segment-track",
+    ),
+]

@@ -1,0 +1,100 @@
+"""Read-side queries over events and sessions (people pages, exports, the live feed).
+
+Events live in a partitioned table without foreign keys; every read here names the site,
+so the (site_id, ...) indexes apply and a caller can never read another site's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from tracking.keyset import Cursor, Page, keyset_page
+from tracking.models import Event, Session
+
+# The live feed looks at a short recent window first: on a busy site it already holds a
+# page of events and the sort stays small; a quiet site falls back to the whole window.
+LIVE_FIRST_WINDOW = timedelta(minutes=15)
+
+
+def _of_profiles(site_id: int, profile_ids: Sequence[int]) -> QuerySet[Event]:
+    qs = Event.objects.filter(site_id=site_id)
+    if len(profile_ids) == 1:
+        # "= x" keeps the index order on occurred_at; "= ANY(...)" would need a sort.
+        return qs.filter(profile_id=profile_ids[0])
+    return qs.filter(profile_id__in=list(profile_ids))
+
+
+def events_of_profiles_page(
+    *, site_id: int, profile_ids: Sequence[int], cursor: Cursor | None = None, limit: int = 50
+) -> Page:
+    """A person's timeline, newest first, paged by keyset on (occurred_at, id).
+
+    ``profile_ids`` is the live profile plus tombstones merged into it whose events may
+    not be re-pointed yet (large merges move rows in background batches). Each id is
+    read on its own through index (site_id, profile_id, occurred_at), which returns
+    rows already in order, and the pages are merged here: ``profile_id = ANY(...)``
+    makes PostgreSQL walk the primary key backwards and filter instead.
+    """
+    if len(profile_ids) == 1:
+        return keyset_page(
+            _of_profiles(site_id, profile_ids), field="occurred_at", descending=True, cursor=cursor, limit=limit
+        )
+    pages = [
+        keyset_page(_of_profiles(site_id, [pid]), field="occurred_at", descending=True, cursor=cursor, limit=limit)
+        for pid in profile_ids
+    ]
+    rows = sorted(
+        (row for page in pages for row in page.items), key=lambda e: (e.occurred_at, e.id), reverse=True
+    )
+    more = len(rows) > limit or any(page.next for page in pages)
+    rows = rows[:limit]
+    if not rows:
+        return Page(items=[], next=None, previous=None)
+    last = rows[-1]
+    return Page(
+        items=rows,
+        next=Cursor(last.occurred_at, last.id) if more else None,
+        previous=Cursor(rows[0].occurred_at, rows[0].id, backwards=True) if cursor else None,
+    )
+
+
+def events_of_profiles_iter(
+    *, site_id: int, profile_ids: Sequence[int], chunk_size: int = 2000
+) -> Iterator[Event]:
+    """Every event of the profiles, oldest first, streamed in chunks (exports)."""
+    return _of_profiles(site_id, profile_ids).order_by("occurred_at", "id").iterator(chunk_size=chunk_size)
+
+
+def events_count_of_profiles(*, site_id: int, profile_ids: Sequence[int]) -> int:
+    return _of_profiles(site_id, profile_ids).count()
+
+
+def sessions_of_profiles(*, site_id: int, profile_ids: Sequence[int]) -> QuerySet[Session]:
+    """Sessions newest first (index session_profile_last)."""
+    return Session.objects.filter(site_id=site_id, profile_id__in=list(profile_ids)).order_by(
+        "-last_event_at", "-id"
+    )
+
+
+def events_recent(*, site_id: int, hours: int = 24, limit: int = 50) -> list[Event]:
+    """The newest events the site sent, by arrival (received_at), within ``hours``.
+
+    received_at follows insertion order, so the BRIN index on it narrows each
+    partition to its last few blocks.
+    """
+    now = timezone.now()
+    window = timedelta(hours=hours)
+    first = min(LIVE_FIRST_WINDOW, window)
+    for span in (first, window) if first < window else (window,):
+        rows = list(
+            Event.objects.filter(site_id=site_id, received_at__gte=now - span).order_by(
+                "-received_at", "-id"
+            )[:limit]
+        )
+        if len(rows) >= limit:
+            break
+    return rows

@@ -162,7 +162,7 @@
       var found = null, names = { source: 'source', medium: 'medium', campaign: 'name', term: 'term', content: 'content' };
       for (var k in names) {
         var match = new RegExp('[?&]utm_' + k + '=([^&#]*)').exec(location.search);
-        if (match) (found = found || {})[names[k]] = decodeURIComponent(match[1].replace(/\+/g, ' '));
+        if (match) try { (found = found || {})[names[k]] = decodeURIComponent(match[1].replace(/\+/g, ' ')); } catch (e) { /* bad escape */ }
       }
       return found;
     }
@@ -453,7 +453,6 @@
     });
     expose('login', function (id, sig) { identify(id, sig); track('Signed In'); });
     expose('signup', function (id, sig) { identify(id, sig); track('Signed Up'); });
-    api.registration = api.signup;
     expose('flush', retrySoon, true);
     expose('anonymousId', function () { return anonymousId; }, true);
     expose('profileId', function () { return profileId && +profileId; }, true);

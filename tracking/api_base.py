@@ -61,7 +61,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     detail = response.data
-    code = getattr(exc, "default_code", "error")
+    code = "not_found" if isinstance(exc, Http404) else getattr(exc, "default_code", "error")
     if isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         if isinstance(codes, str):

@@ -6,6 +6,7 @@ rest_framework.views, so this module must not import views itself.
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from tracking.models import Site
@@ -44,3 +45,17 @@ class SiteKeyUser:
 
     def __str__(self) -> str:
         return f"secret key of {self.site}"
+
+
+class SecretKeyScheme(OpenApiAuthenticationExtension):
+    """Documents the secret key in /api/schema/ as HTTP bearer auth."""
+
+    target_class = "tracking.authentication.SecretKeyAuthentication"
+    name = "secretKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A site's secret key (sk_…), issued once in the admin.",
+        }

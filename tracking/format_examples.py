@@ -82,13 +82,15 @@ def _tracktor(base: str, key: str, ts: str, sign: str, only_signed: bool) -> Exa
     def url(path: str, **params: str) -> str:
         return f"{base}/{path}?" + urlencode({"sid": key, "ts": ts, **params}, quote_via=quote)
 
-    lines = [
-        url("set", id=SAMPLE_USER, sign=sign, data="{billing_plan:'Gold'}"),
-        url("track", id=SAMPLE_USER, sign=sign, action="rated item", data="{category:'tires',rating:5}"),
-        url("track", id=SAMPLE_ANONYMOUS, action="Visited pricing"),
-        url("alias", srcid=SAMPLE_ANONYMOUS, destid=SAMPLE_USER, destsign=sign),
-        url("track", id=SAMPLE_USER, sign=sign, action="setCart",
-            data="{totalprice:3.98,products:[{name:'Zephir 1kg pack',price:1.99,count:2}]}"),
+    calls = [
+        ("set properties", url("set", id=SAMPLE_USER, sign=sign, data="{billing_plan:'Gold'}")),
+        ("track an event", url("track", id=SAMPLE_USER, sign=sign, action="rated item",
+                               data="{category:'tires',rating:5}")),
+        ("an anonymous visitor's event", url("track", id=SAMPLE_ANONYMOUS, action="Visited pricing")),
+        ("merge the visitor into the person (alias)",
+         url("alias", srcid=SAMPLE_ANONYMOUS, destid=SAMPLE_USER, destsign=sign)),
+        ("set the cart (also cancelCart, purchaseCart)", url("track", id=SAMPLE_USER, sign=sign, action="setCart",
+         data="{totalprice:3.98,products:[{name:'Zephir 1kg pack',price:1.99,count:2}]}")),
     ]
     required = "required: this site accepts only signed data" if only_signed else "optional until you turn on only signed data"
     return Example(
@@ -96,7 +98,7 @@ def _tracktor(base: str, key: str, ts: str, sign: str, only_signed: bool) -> Exa
         f"GET calls; sid is the write key, ts the Unix time, data JSON or a JavaScript object literal "
         f"(url-encoded). sign is HMAC-SHA256(signing secret, id) in hex, computed on your server "
         f"({required}); the sign below is {SAMPLE_USER!r}'s. Anonymous ids start with a-.",
-        "\n".join(lines),
+        _commented(calls),
     )
 
 
@@ -121,5 +123,9 @@ def _raptor(base: str, key: str, site: Site) -> Example:
         f"GET (an image tag will do: the answer is a 1×1 GIF). The site is named by its write key "
         f"or its id ({site.pk}). Mapping in use: {described}; other pN are kept as properties pN. "
         f"{users} am is the recommendation module of an item click.",
-        f"{base}/t/{key}.rsa?{query}\n{base}/t/{site.pk}.rsa?{query}",
+        _commented([("by write key", f"{base}/t/{key}.rsa?{query}"), ("by site id", f"{base}/t/{site.pk}.rsa?{query}")]),
     )
+
+
+def _commented(calls: list[tuple[str, str]]) -> str:
+    return "\n\n".join(f"# {label}\n{line}" for label, line in calls)

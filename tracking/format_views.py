@@ -70,16 +70,11 @@ def raptor_track(request: HttpRequest, customer: str) -> HttpResponse:
     received_at = timezone.now()
     site: Site | None = None
     try:
-        params = parse_query(request.META.get("QUERY_STRING", ""))
-        if customer.isascii() and customer.isdigit():
-            site = services.site_for_id(int(customer)) if len(customer) <= 18 else None
-        else:
-            site = services.site_for_write_key(customer)
-        if site is None:
-            raise WireError.unauthorized("customerid", f"{customer[:64]!r} is neither a site id nor an active write key")
+        params = parse_query(_query_string(request))
+        site = _raptor_site(customer)
         _check_origin(request, site)
         message = raptor.parse(params, site.raptor_mapping, request_context=_request_context(request))
-        _ingest(site, [message], received_at, actor=f"raptor {customer}"[:100], names=_RAPTOR_NAMES)
+        _ingest(site, [message], received_at, actor=f"raptor {customer}"[:100], names=raptor.FIELD_NAMES)
     except WireError as exc:
         return _json(request, exc.body(), exc.status, site=site, cache=False)
     response = HttpResponse(PIXEL, content_type="image/gif")
@@ -87,7 +82,15 @@ def raptor_track(request: HttpRequest, customer: str) -> HttpResponse:
     return response
 
 
-_RAPTOR_NAMES = {"userId": "ruid", "signature": "ruid", "sessionId": "sid", "event": "event_type", "cookie": "coid"}
+def _raptor_site(customer: str) -> Site:
+    """Raptor's customer id: the site's id or one of its write keys."""
+    if customer.isascii() and customer.isdigit():
+        site = services.site_for_id(int(customer)) if len(customer) <= 18 else None
+    else:
+        site = services.site_for_write_key(customer)
+    if site is None:
+        raise WireError.unauthorized("customerid", f"{customer[:64]!r} is neither a site id nor an active write key")
+    return site
 
 
 def _tracardi(request: HttpRequest) -> HttpResponse:
@@ -113,7 +116,7 @@ def _tracktor(request: HttpRequest, endpoint: str) -> HttpResponse:
     received_at = timezone.now()
     site: Site | None = None
     try:
-        params = parse_query(request.META.get("QUERY_STRING", ""))
+        params = parse_query(_query_string(request))
         key = tracktor.write_key(params)
         site = services.site_for_write_key(key)
         if site is None:
@@ -123,7 +126,7 @@ def _tracktor(request: HttpRequest, endpoint: str) -> HttpResponse:
         result = _ingest(site, [message], received_at, actor=f"write key {key}", names=tracktor.field_names(message))
     except WireError as exc:
         return _json(request, exc.body(), exc.status, site=site, cache=False)
-    body = {"success": True, "profile_id": str(result.profile_ids[message.index])}
+    body = {"success": True, "profile_id": result.profile_ids[message.index]}
     return _json(request, body, 200, site=site, cache=False)
 
 
@@ -141,6 +144,18 @@ def _ingest(
         errors = rename_fields(result.errors, names) or [FieldError(None, "message", "was not stored")]
         raise WireError(400, "invalid", f"{errors[0].field}: {errors[0].reason}", errors)
     return result
+
+
+def _query_string(request: HttpRequest) -> str:
+    """The raw query string. WSGI hands it over decoded as Latin-1; unescaped UTF-8 in
+    it (some clients send it) is read back as UTF-8, anything else is refused."""
+    raw = request.META.get("QUERY_STRING", "")
+    try:
+        return raw.encode("iso-8859-1").decode("utf-8")
+    except UnicodeEncodeError:
+        return raw  # already text (not from a WSGI server)
+    except UnicodeDecodeError:
+        raise WireError(400, "invalid", "The query string is not valid UTF-8") from None
 
 
 def _body(request: HttpRequest) -> bytes:

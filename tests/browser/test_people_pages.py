@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -26,14 +25,6 @@ def shot(page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=f"{SHOTS}/{name}.png")
-
-
-@pytest.fixture(autouse=True)
-def _drop_events():
-    yield
-    # The events table is unmanaged, so the flush between transactional tests skips it.
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tracking_event")
 
 
 @pytest.fixture

@@ -134,6 +134,25 @@ def test_a_reload_keeps_the_anonymous_id_and_the_session(shop, page):
     assert shop.types(visits=True).count("visited-site") == 1
 
 
+def test_without_local_storage_the_ids_live_in_first_party_cookies(shop, page):
+    page.context.add_init_script(
+        "Object.defineProperty(window, 'localStorage', {get: function () { throw new Error('blocked'); }})"
+    )
+    page.goto(shop.page_with_snippet("cookies-only"))
+    shop.wait_for_types("page-view")
+    anonymous_id = page.evaluate("footprint.anonymousId()")
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert cookies["fp_aid"] == anonymous_id
+    assert cookies["fp_ses"].startswith("s-")
+
+    page.reload()
+    shop.wait_for_types("page-view", "page-view")
+    assert page.evaluate("footprint.anonymousId()") == anonymous_id
+    [person] = shop.people()
+    assert shop.identities(person) == {("anonymous", anonymous_id)}
+    assert Session.objects.filter(profile=person).count() == 1
+
+
 def test_a_new_session_starts_after_the_sites_timeout(shop, page):
     shop.site.session_timeout_minutes = 20
     shop.site.save()

@@ -121,6 +121,16 @@ def test_one_cookie_is_one_person_who_is_identified_when_ruid_arrives(live, mapp
     assert dave["session_count"] == 1
 
 
+def test_all_999_parameters_are_taken(live, mapped_site):
+    params = "&".join(f"p{n}=v{n}" for n in range(1, 1000))
+    reply = live.get(f"/t/{mapped_site.primary_write_key().key}.rsa?{params}&coid=c-all&sid=s-all")
+    assert reply.status == 200, reply.text
+    [event] = events(live.person_by("c-all"))
+    assert event["type"] == "v1"
+    assert len(event["properties"]) == 997  # p1 is the event type, p7 the user id
+    assert (event["properties"]["product_id"], event["properties"]["p999"]) == ("v2", "v999")
+
+
 def test_reaid_and_xuid_are_external_identities(live, mapped_site):
     key = mapped_site.primary_write_key().key
     assert live.get(f"/t/{key}.rsa?p1=visit&coid=c-1&sid=s-1&reaid=REA-42&ruid={base64.b64encode(b'u1').decode()}").status == 200

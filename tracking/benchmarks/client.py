@@ -22,6 +22,7 @@ import base64
 import json
 import random
 import socket
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -177,15 +178,19 @@ class _Closed(Exception):
     pass
 
 
-def run(spec: dict, results) -> None:
-    """A client process: run ``spec`` and put a stats dict on ``results``."""
+def main() -> None:
+    """``python -m tracking.benchmarks.client`` with the spec as JSON on stdin; prints the
+    stats as JSON. A plain process, not multiprocessing: nothing of the parent (Django,
+    its database connections, its ``__main__``) is imported or inherited."""
+    spec = json.loads(sys.stdin.read())
     try:
-        results.put(_run(spec))
+        stats = run(spec)
     except Exception as exc:  # reported, not raised: the parent collects every process
-        results.put({"error": f"{type(exc).__name__}: {exc}"})
+        stats = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(stats))
 
 
-def _run(spec: dict) -> dict:
+def run(spec: dict) -> dict:
     host, port, key = spec["host"], spec["port"], spec["write_key"]
     traffic = Traffic(people=spec["people"], prefix=spec["prefix"], seed=spec["seed"])
     batch_size = spec.get("batch_size", 0)
@@ -234,3 +239,7 @@ def _run(spec: dict) -> dict:
     stats["latencies"] = latencies
     connection.close()
     return stats
+
+
+if __name__ == "__main__":
+    main()

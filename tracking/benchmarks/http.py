@@ -8,7 +8,7 @@ worker memory is sampled with psutil while the clients run.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import shutil
 import signal
@@ -232,9 +232,7 @@ def run_load(
 ) -> LoadResult:
     """Run ``processes`` client processes for ``duration`` seconds; ``rate`` (requests/s in
     all) paces them open-loop, 0 runs them closed-loop."""
-    ctx = multiprocessing.get_context("spawn")  # clients import no Django, share nothing
-    results = ctx.Queue()
-    start_at = time.time() + 1.5 + 0.15 * processes  # spawn takes a moment
+    start_at = time.time() + 1.0 + 0.1 * processes  # the clients need a moment to start
     specs = [
         {
             "host": "127.0.0.1",
@@ -250,14 +248,26 @@ def run_load(
         }
         for n in range(processes)
     ]
-    procs = [ctx.Process(target=client.run, args=(spec, results), daemon=True) for spec in specs]
-    for proc in procs:
-        proc.start()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tracking.benchmarks.client"],
+            cwd=BASE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for _ in specs
+    ]
+    for proc, spec in zip(procs, specs, strict=True):
+        proc.stdin.write(json.dumps(spec).encode())
+        proc.stdin.close()
+        proc.stdin = None  # communicate() must not flush it again
     sampler = RssSampler(server)
     sampler.start()
-    collected = [results.get(timeout=duration + 120) for _ in procs]
+    collected = []
     for proc in procs:
-        proc.join(timeout=10)
+        out, err = proc.communicate(timeout=duration + 120)
+        try:
+            collected.append(json.loads(out))
+        except ValueError:
+            collected.append({"error": f"client exited with {proc.returncode}: {err.decode()[-500:]}"})
     result = LoadResult(mode=mode, processes=processes, duration=duration)
     result.rss_max_mb = sampler.stop()
     elapsed = []

@@ -53,6 +53,9 @@ PARAM = re.compile(r"^p([1-9][0-9]{0,2})$")
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 ID_PARAMS = frozenset({"coid", "sid", "ruid", "reaid", "xuid", "am"})
 RECOMMENDATION_MODULE = "recommendation_module"
+# Shared validation names Segment's fields; these are Raptor's (it has no signature: in
+# secure mode its user id is refused as unsigned).
+FIELD_NAMES = {"userId": "ruid", "signature": "ruid", "sessionId": "sid", "event": "event_type", "cookie": "coid"}
 
 
 def clean_mapping(raw: Any) -> dict[str, str]:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tracking.ingest.schema import (
+    CART_ACTIONS,
     FieldError,
     Kind,
     Message,
@@ -393,6 +394,9 @@ def _track(message: Message, item: dict[str, Any]) -> None:
         raise MessageError("event", "must be a string")
     message.event = event
     message.properties = _object(item.get("properties"), "properties")
+    if event in CART_ACTIONS:
+        # The JS tracker's setCart / cancelCart / purchaseCart: the cart is the properties.
+        message.kind = Kind.CART
 
 
 def _identify(message: Message, item: dict[str, Any]) -> None:

@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tracking.ingest.schema import Kind, Message, MessageError, clean_id, clean_profile_id
+from tracking.ingest.schema import (
+    MAX_EVENT_NAME_LENGTH,
+    Kind,
+    Message,
+    MessageError,
+    clean_id,
+    clean_profile_id,
+)
 from tracking.ingest.wire import WireError, check_storable
 
 MAX_BODY_BYTES = 500 * 1024
@@ -70,7 +77,7 @@ def write_key(payload: Any) -> str | None:
     """``source.id``: the write key (Tracardi's event source)."""
     source = payload.get("source") if isinstance(payload, dict) else None
     key = source.get("id") if isinstance(source, dict) else None
-    return key.strip() or None if isinstance(key, str) else None
+    return (key.strip() or None) if isinstance(key, str) else None
 
 
 def unauthorized(key: str | None) -> WireError:
@@ -127,6 +134,8 @@ def _event(item, index, session_id, profile_id, context, properties, options) ->
     event_type = item.get("type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise MessageError(f"{where}.type", "is required and must be a non-empty string")
+    if len(event_type.strip()) > MAX_EVENT_NAME_LENGTH:
+        raise MessageError(f"{where}.type", f"is longer than {MAX_EVENT_NAME_LENGTH} characters")
     own_properties = _object(item.get("properties"), f"{where}.properties")
     own_context = _object(item.get("context"), f"{where}.context")
     own_options = _object(item.get("options"), f"{where}.options")

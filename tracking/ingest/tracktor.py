@@ -88,7 +88,7 @@ def _parse(endpoint: str, params: Params) -> Message:
         if endpoint == "track" and action:
             raise MessageError("action", "cannot be combined with srcid/destid (an alias takes no action)")
         message = _alias(params, srcid, destid)
-    elif endpoint == "set" or (action is None and one(params, "data") is not None):
+    elif endpoint == "set" or ("action" not in params and one(params, "data") is not None):
         message = Message(kind=Kind.SET, traits=_data(params, required=True))
         _person(message, params)
     else:

@@ -199,7 +199,7 @@ def send(site, ops: list[dict], cuts: list[bool]) -> list[int]:
 
 
 @pytest.mark.django_db
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_it_attaches_every_event_to_the_person_the_model_predicts(data):
     ops = data.draw(st.lists(calls(), min_size=1, max_size=30), label="calls")

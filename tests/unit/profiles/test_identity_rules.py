@@ -32,6 +32,10 @@ def _live_profiles(site):
     return Profile.objects.filter(site=site, merged_into__isnull=True)
 
 
+def event_by_message_type(site, type_):
+    return Event.objects.get(site=site, type=type_)
+
+
 # -- identify ------------------------------------------------------------------------------
 
 
@@ -221,9 +225,6 @@ def test_it_aliases_two_identified_people_with_the_secret_key_or_a_signature(sit
     assert live(event_by_message_type(site, "Ann's").profile_id) == bob.pk
     assert profile_of(site, "u-ann").pk == bob.pk
 
-
-def event_by_message_type(site, type_):
-    return Event.objects.get(site=site, type=type_)
 
 
 def test_it_refuses_an_alias_signed_for_the_wrong_id(site):

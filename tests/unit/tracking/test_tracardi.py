@@ -96,6 +96,7 @@ def test_events_inherit_payload_properties_and_options_and_keep_time_and_tags():
         ({"events": ["page-view"]}, "events[0]"),
         ({"events": [{"type": ""}]}, "events[0].type"),
         ({"events": [{"type": 7}]}, "events[0].type"),
+        ({"events": [{"type": "x"}, {"type": "y" * 256}]}, "events[1].type"),
         ({"events": [{"type": "x", "properties": []}]}, "events[0].properties"),
         ({"events": [{"type": "x", "context": "c"}]}, "events[0].context"),
         ({"events": [{"type": "x", "options": "o"}]}, "events[0].options"),

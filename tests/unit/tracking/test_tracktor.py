@@ -133,6 +133,7 @@ def test_ts_is_unix_seconds_or_milliseconds(ts, expected):
         ("track", {"id": "  ", "action": "x"}, "id"),
         ("track", {"id": "[object Object]", "action": "x"}, "id"),
         ("track", {"id": "u"}, "action"),
+        ("track", {"id": "u", "action": "", "data": "{a: 1}"}, "action"),  # blank: not a set
         ("track", {"id": "u", "action": "x" * 256}, None),  # left to the core (event length)
         ("track", {"id": "u", "action": "x", "data": "{a:"}, "data"),
         ("track", {"id": "u", "action": "x", "data": "'text'"}, "data"),

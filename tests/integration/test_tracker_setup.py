@@ -1,0 +1,163 @@
+"""What the JS tracker relies on server-side: its config endpoint, how its file is served
+(versioned, long-cached, old versions redirected), the snippets, and the Settings form
+that edits auto-event rules."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from tests.conftest import PASSWORD
+from tracking import tracker
+from tracking.models import Membership
+from tracking.snippet import drop_ins, tracker_snippet
+
+pytestmark = pytest.mark.django_db
+
+RULES = [
+    {"kind": "page", "match": "/pricing*", "event": "Pricing Viewed"},
+    {"kind": "click", "match": "button.buy", "event": "Buy Clicked"},
+    {"kind": "hover", "match": "x", "event": "Unknown kinds are skipped"},
+]
+
+
+def test_it_serves_the_tracker_config_to_any_origin(client, site):
+    site.auto_event_rules = RULES
+    site.session_timeout_minutes = 45
+    site.respect_do_not_track = True
+    site.save()
+    key = site.primary_write_key().key
+    response = client.get(f"/v1/tracker-config/{key}", HTTP_ORIGIN="https://shop.example")
+    assert response.status_code == 200
+    assert response.json() == {
+        "sessionTimeout": 45 * 60,
+        "respectDoNotTrack": True,
+        "pageRules": [{"match": "/pricing*", "event": "Pricing Viewed"}],
+        "clickRules": [{"match": "button.buy", "event": "Buy Clicked"}],
+    }
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["Cache-Control"] == "public, max-age=60"
+
+
+def test_it_answers_404_for_an_unknown_or_revoked_write_key(client, site):
+    assert client.get("/v1/tracker-config/wk_nope").status_code == 404
+    write_key = site.primary_write_key()
+    write_key.revoke()
+    response = client.get(f"/v1/tracker-config/{write_key.key}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_it_serves_the_versioned_tracker_for_a_year_and_the_plain_one_briefly(client):
+    script = tracker.current_script()
+    assert script.built, "run `make install` (npm run build:tracker)"
+    versioned = client.get(f"/static/{script.path}")
+    assert versioned.status_code == 200
+    assert versioned["Cache-Control"] == "max-age=315360000, public, immutable"
+    body = b"".join(versioned.streaming_content)
+    plain = client.get("/static/footprint.js")
+    assert plain["Cache-Control"] == "max-age=60, public"
+    assert b"".join(plain.streaming_content) == body  # the minified build shadows the source
+
+
+def test_it_redirects_old_versions_and_key_urls_to_the_current_tracker(client, site):
+    current = tracker.script_url()
+    response = client.get("/static/tracker/0123456789ab/footprint.js")
+    assert (response.status_code, response["Location"]) == (302, current)
+    key = site.primary_write_key().key
+    response = client.get(f"/tracker/{key}.js")  # Tracktor's snippet: token in the URL
+    assert (response.status_code, response["Location"]) == (302, current)
+    assert response["Cache-Control"] == "public, max-age=300"
+
+
+def test_the_snippets_load_the_versioned_tracker_with_the_write_key(site):
+    key = site.primary_write_key().key
+    snippet = tracker_snippet(site, base_url="https://fp.example/")
+    url = tracker.script_url("https://fp.example")
+    assert re.search(r"/static/tracker/[0-9a-f]{12}/footprint\.js$", url)
+    assert f'"{url}","{key}","https://fp.example"' in snippet
+    assert "footprint.js" in snippet
+    carma = drop_ins(site, base_url="https://fp.example")
+    assert carma.carma_tag == (
+        f'<script id="carma-tracking" type="text/javascript" data-server="" data-url="https://fp.example/v1" '
+        f'data-token="{key}" src="{url}"></script>'
+    )
+    assert carma.tracktor_url_prefix == "https://fp.example/tracker/"
+
+
+def settings_post(site, **changes):
+    data = {
+        "name": site.name,
+        "time_zone": "UTC",
+        "session_timeout_minutes": 20,
+        "anonymous_retention_days": 60,
+        "cart_abandon_minutes": 60,
+        "allowed_origins": "",
+        "rules-TOTAL_FORMS": "0",
+        "rules-INITIAL_FORMS": "0",
+    }
+    data.update(changes)
+    return data
+
+
+def rule_fields(index, kind, match, event, delete=False):
+    fields = {f"rules-{index}-kind": kind, f"rules-{index}-match": match, f"rules-{index}-event": event}
+    if delete:
+        fields[f"rules-{index}-DELETE"] = "on"
+    return fields
+
+
+@pytest.fixture
+def site_admin_client(client, marketer):
+    Membership.objects.filter(user=marketer).update(role="admin")
+    client.login(username=marketer.username, password=PASSWORD)
+    return client
+
+
+def test_settings_save_rules_in_order_without_the_deleted_ones(site_admin_client, site):
+    url = reverse("app:settings", args=[site.pk])
+    data = settings_post(
+        site,
+        **{"rules-TOTAL_FORMS": "3", "respect_do_not_track": "on"},
+        **rule_fields(0, "page", " /pricing* ", "Pricing Viewed"),
+        **rule_fields(1, "click", "a.gone", "Gone", delete=True),
+        **rule_fields(2, "click", "button.buy", " Buy Clicked "),
+    )
+    response = site_admin_client.post(url, data)
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert site.auto_event_rules == [
+        {"kind": "page", "match": "/pricing*", "event": "Pricing Viewed"},
+        {"kind": "click", "match": "button.buy", "event": "Buy Clicked"},
+    ]
+    assert site.respect_do_not_track is True
+
+
+def test_settings_name_the_bad_rule_field_and_save_nothing(site_admin_client, site):
+    url = reverse("app:settings", args=[site.pk])
+    data = settings_post(
+        site,
+        name="Renamed",
+        **{"rules-TOTAL_FORMS": "2"},
+        **rule_fields(0, "click", "button {x}", "Clicked"),
+        **rule_fields(1, "page", "/ok", ""),
+    )
+    response = site_admin_client.post(url, data)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "A CSS selector cannot contain {, }, ; or &lt;." in html
+    assert "This field is required." in html
+    site.refresh_from_db()
+    assert (site.name, site.auto_event_rules) == ("Site A", [])
+
+
+def test_a_settings_post_without_the_rules_editor_keeps_the_rules(site_admin_client, site):
+    site.auto_event_rules = RULES[:1]
+    site.save()
+    data = settings_post(site, name="Renamed")
+    del data["rules-TOTAL_FORMS"], data["rules-INITIAL_FORMS"]
+    assert site_admin_client.post(reverse("app:settings", args=[site.pk]), data).status_code == 302
+    site.refresh_from_db()
+    assert (site.name, site.auto_event_rules) == ("Renamed", RULES[:1])

@@ -20,12 +20,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from tracking import services
+from tracking.http import add_cors_headers, check_origin, client_ip
 from tracking.ingest import raptor, tracardi, tracktor
-from tracking.ingest.core import IngestRejected, IngestResult, ingest_batch
-from tracking.ingest.schema import FieldError, Message
-from tracking.ingest.wire import WireError, parse_query, rename_fields
+from tracking.ingest.core import IngestResult, ingest_batch
+from tracking.ingest.schema import FieldError, Message, RequestRejected
+from tracking.ingest.wire import parse_query, rename_fields
 from tracking.models import Site
-from tracking.segment_views import client_ip
 
 # A 1×1 GIF whose one pixel is transparent (43 bytes, with its end-of-data code).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
@@ -72,10 +72,10 @@ def raptor_track(request: HttpRequest, customer: str) -> HttpResponse:
     try:
         params = parse_query(_query_string(request))
         site = _raptor_site(customer)
-        _check_origin(request, site)
+        check_origin(request, site)
         message = raptor.parse(params, site.raptor_mapping, request_context=_request_context(request))
         _ingest(site, [message], received_at, actor=f"raptor {customer}"[:100], names=raptor.FIELD_NAMES)
-    except WireError as exc:
+    except RequestRejected as exc:
         return _json(request, exc.body(), exc.status, site=site, cache=False)
     response = HttpResponse(PIXEL, content_type="image/gif")
     _finish(request, response, site=site, cache=False)
@@ -89,7 +89,7 @@ def _raptor_site(customer: str) -> Site:
     else:
         site = services.site_for_write_key(customer)
     if site is None:
-        raise WireError.unauthorized("customerid", f"{customer[:64]!r} is neither a site id nor an active write key")
+        raise RequestRejected.unauthorized("customerid", f"{customer[:64]!r} is neither a site id nor an active write key")
     return site
 
 
@@ -102,10 +102,10 @@ def _tracardi(request: HttpRequest) -> HttpResponse:
         site = services.site_for_write_key(key)
         if site is None:
             raise tracardi.unauthorized(key)
-        _check_origin(request, site)
+        check_origin(request, site)
         parsed = tracardi.parse(payload, request_context=_request_context(request))
         result = _ingest(site, parsed.messages, received_at, actor=f"write key {key}", names=tracardi.FIELD_NAMES)
-    except WireError as exc:
+    except RequestRejected as exc:
         return _json(request, tracardi.error_body(exc), exc.status, site=site)
     # One person per payload: every event resolved to the same profile (after merges).
     profile_id = result.profile_ids[max(result.profile_ids)]
@@ -121,10 +121,10 @@ def _tracktor(request: HttpRequest, endpoint: str) -> HttpResponse:
         site = services.site_for_write_key(key)
         if site is None:
             raise tracktor.unauthorized(key)
-        _check_origin(request, site)
+        check_origin(request, site)
         message = tracktor.parse(endpoint, params, request_context=_request_context(request))
         result = _ingest(site, [message], received_at, actor=f"write key {key}", names=tracktor.field_names(message))
-    except WireError as exc:
+    except RequestRejected as exc:
         return _json(request, exc.body(), exc.status, site=site, cache=False)
     body = {"success": True, "profile_id": result.profile_ids[message.index]}
     return _json(request, body, 200, site=site, cache=False)
@@ -136,13 +136,13 @@ def _ingest(
     """All or nothing: any refused message rolls the request back."""
     try:
         result = ingest_batch(site, messages, received_at=received_at, actor=actor, strict=True)
-    except IngestRejected as exc:
+    except RequestRejected as exc:
         errors = rename_fields(exc.errors, names)
         message = f"{errors[0].field}: {errors[0].reason}" if len(errors) == 1 else exc.message
-        raise WireError(exc.status, exc.code, message, errors) from None
+        raise RequestRejected(exc.status, exc.code, message, errors) from None
     if len(result.profile_ids) != len(messages):  # the core stores all or raises; be sure
         errors = rename_fields(result.errors, names) or [FieldError(None, "message", "was not stored")]
-        raise WireError(400, "invalid", f"{errors[0].field}: {errors[0].reason}", errors)
+        raise RequestRejected(400, "invalid", f"{errors[0].field}: {errors[0].reason}", errors)
     return result
 
 
@@ -155,13 +155,13 @@ def _query_string(request: HttpRequest) -> str:
     except UnicodeEncodeError:
         return raw  # already text (not from a WSGI server)
     except UnicodeDecodeError:
-        raise WireError(400, "invalid", "The query string is not valid UTF-8") from None
+        raise RequestRejected(400, "invalid", "The query string is not valid UTF-8") from None
 
 
 def _body(request: HttpRequest) -> bytes:
     length = request.META.get("CONTENT_LENGTH") or ""
     if length.isdigit() and int(length) > tracardi.MAX_BODY_BYTES:
-        raise WireError(413, "payload_too_large", f"The body is {length} bytes; the limit is {tracardi.MAX_BODY_BYTES}")
+        raise RequestRejected(413, "payload_too_large", f"The body is {length} bytes; the limit is {tracardi.MAX_BODY_BYTES}")
     return request.body
 
 
@@ -184,27 +184,8 @@ def _request_context(request: HttpRequest) -> dict[str, Any]:
 # --- CORS and answers ----------------------------------------------------------------
 
 
-def _origin_allowed(origin: str, site: Site | None) -> bool:
-    if site is None or not site.allowed_origins:
-        return True
-    wanted = origin.strip().rstrip("/").lower()
-    return any(
-        allowed == "*" or str(allowed).strip().rstrip("/").lower() == wanted for allowed in site.allowed_origins
-    )
-
-
-def _check_origin(request: HttpRequest, site: Site) -> None:
-    # Image and script beacons send no Origin; a page's fetch does, and is checked.
-    origin = request.headers.get("Origin")
-    if origin and not _origin_allowed(origin, site):
-        raise WireError(403, "origin_not_allowed", f"Origin {origin[:200]} may not send events to this site")
-
-
 def _finish(request: HttpRequest, response: HttpResponse, *, site: Site | None, cache: bool = True) -> None:
-    response["Vary"] = "Origin"
-    origin = request.headers.get("Origin")
-    if origin and _origin_allowed(origin, site):
-        response["Access-Control-Allow-Origin"] = origin
+    add_cors_headers(request, response, site=site)
     if not cache:
         for name, value in NO_CACHE.items():
             response[name] = value

@@ -7,22 +7,20 @@ cookie), with CORS on every response so browsers on the sites' own origins can c
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, re_path
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 
 from tracking import services
+from tracking.http import add_cors_headers, check_origin, client_ip
 from tracking.ingest import segment
-from tracking.ingest.core import IngestRejected, ingest_batch
-from tracking.ingest.segment import RequestRejected
+from tracking.ingest.core import ingest_batch
+from tracking.ingest.schema import RequestRejected
 from tracking.models import Site
 
 View = Callable[..., HttpResponse]
@@ -39,7 +37,7 @@ def cors(view: View) -> View:
             # A preflight carries no credentials, so the site is unknown here; the actual
             # request is checked against the site's allowed origins.
             response = HttpResponse(status=204)
-            _add_cors_headers(request, response, site=None)
+            add_cors_headers(request, response, site=None)
             response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response["Access-Control-Allow-Headers"] = (
                 request.headers.get("Access-Control-Request-Headers") or PREFLIGHT_HEADERS
@@ -69,7 +67,7 @@ def track(request: HttpRequest, endpoint: str) -> HttpResponse:
         if site is None:
             reason = "Invalid write key" if write_key else "Missing write key"
             raise RequestRejected(401, "unauthorized", reason)
-        _check_origin(request, site)
+        check_origin(request, site)
         parsed = segment.parse_request(body, endpoint=endpoint, client_ip=client_ip(request))
         strict = segment.is_strict(request.GET.get("strict"), request.headers.get("X-Strict-Mode"))
         segment.refuse_invalid(parsed, strict=strict)
@@ -81,7 +79,7 @@ def track(request: HttpRequest, endpoint: str) -> HttpResponse:
                 actor=f"write key {write_key}",
                 strict=strict,
             )
-        except IngestRejected as exc:
+        except RequestRejected as exc:
             raise RequestRejected(
                 exc.status, exc.code, exc.message, [*parsed.errors, *exc.errors]
             ) from None
@@ -109,25 +107,6 @@ def project_settings(request: HttpRequest, write_key: str) -> HttpResponse:
     return response
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    """The caller's address. X-Forwarded-For is trusted only for the number of proxy hops
-    set in ``TRUSTED_PROXY_HOPS`` (default 0: never), counted from the right, since
-    anything left of what our own proxies appended is whatever the client wrote."""
-    remote = request.META.get("REMOTE_ADDR") or None
-    hops = settings.TRUSTED_PROXY_HOPS
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if hops <= 0 or not forwarded:
-        return remote
-    chain = [part.strip() for part in forwarded.split(",") if part.strip()]
-    if not chain:
-        return remote
-    candidate = chain[-hops] if len(chain) >= hops else chain[0]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
-
-
 def _read_body(request: HttpRequest) -> bytes:
     length = request.META.get("CONTENT_LENGTH") or ""
     if length.isdigit() and int(length) > segment.MAX_BATCH_BYTES:
@@ -135,36 +114,11 @@ def _read_body(request: HttpRequest) -> bytes:
     return request.body
 
 
-def _origin_allowed(origin: str, site: Site | None) -> bool:
-    if site is None or not site.allowed_origins:
-        return True
-    wanted = origin.strip().rstrip("/").lower()
-    return any(
-        allowed == "*" or str(allowed).strip().rstrip("/").lower() == wanted
-        for allowed in site.allowed_origins
-    )
-
-
-def _check_origin(request: HttpRequest, site: Site) -> None:
-    origin = request.headers.get("Origin")
-    if origin and not _origin_allowed(origin, site):
-        raise RequestRejected(
-            403, "origin_not_allowed", f"Origin {origin} may not send events to this site"
-        )
-
-
-def _add_cors_headers(request: HttpRequest, response: HttpResponse, *, site: Site | None) -> None:
-    patch_vary_headers(response, ["Origin"])
-    origin = request.headers.get("Origin")
-    if origin and _origin_allowed(origin, site):
-        response["Access-Control-Allow-Origin"] = origin
-
-
 def _respond(
     request: HttpRequest, body: dict[str, Any], status: int, *, site: Site | None = None
 ) -> HttpResponse:
     response = JsonResponse(body, status=status)
-    _add_cors_headers(request, response, site=site)
+    add_cors_headers(request, response, site=site)
     return response
 
 

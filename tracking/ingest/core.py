@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from profiles.identity import ConcurrentChange, resolve_batch
 from tracking import handoff, keys
-from tracking.ingest.schema import FieldError, Message, MessageError, validate
+from tracking.ingest.schema import FieldError, Message, MessageError, RequestRejected, validate
 from tracking.models import PendingWork, Site
 from tracking.sessions import PlannedEvent, assign_sessions, profiles_of_client_sessions
 
@@ -35,17 +35,6 @@ class IngestResult:
     errors: list[FieldError] = field(default_factory=list)
     profile_ids: dict[int, int] = field(default_factory=dict)  # message index -> profile id
     event_ids: list[int] = field(default_factory=list)
-
-
-class IngestRejected(Exception):
-    """The request as a whole is refused; nothing of it is stored."""
-
-    def __init__(self, status: int, code: str, message: str, errors: list[FieldError] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors or []
 
 
 def event_time(m: Message, received_at: datetime) -> datetime:
@@ -65,12 +54,12 @@ def check_signatures(site: Site, messages: list[Message], *, privileged: bool) -
     for m in messages:
         if m.signature and m.user_id:
             if not keys.check_identity_signature(site.signing_secret, m.user_id, m.signature):
-                raise IngestRejected(
+                raise RequestRejected(
                     401, "bad_signature", "The identity signature does not match userId.",
                     [FieldError(m.index, "signature", "does not match userId")],
                 )
         elif site.only_signed_data and m.user_id:
-            raise IngestRejected(
+            raise RequestRejected(
                 401, "unsigned", "This site accepts only signed identities.",
                 [FieldError(m.index, "signature", "is required for userId on this site")],
             )
@@ -97,7 +86,7 @@ def ingest_batch(
         m.occurred_at = event_time(m, received_at)
         valid.append(m)
     if strict and result.errors:
-        raise IngestRejected(400, "invalid", "The batch has invalid messages.", result.errors)
+        raise RequestRejected(400, "invalid", "The batch has invalid messages.", result.errors)
     check_signatures(site, valid, privileged=privileged)
     if not valid:
         return result
@@ -149,7 +138,7 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
     result.errors = resolution.errors
     if strict and resolution.errors:
         # An identity rule refused a message (an alias, say): all or nothing, so roll back.
-        raise IngestRejected(400, "invalid", "The batch has invalid messages.", resolution.errors)
+        raise RequestRejected(400, "invalid", "The batch has invalid messages.", resolution.errors)
     if resolution.errors:
         _release(site, [m for m in fresh if m.index not in resolution.profile_ids])
     planned = [

@@ -29,7 +29,7 @@ from typing import Any
 
 from profiles.models import Identity
 from tracking.ingest.schema import Kind, Message, MessageError, clean_id
-from tracking.ingest.wire import Params, WireError, one
+from tracking.ingest.wire import Params, RequestRejected, one
 
 EVENT_TYPE = "event_type"
 USER_ID = "user_id"
@@ -99,11 +99,11 @@ def effective_mapping(site_mapping: Any) -> dict[str, str]:
 
 
 def parse(params: Params, site_mapping: Any, *, request_context: dict[str, Any] | None = None) -> Message:
-    """The call as one track message; raises WireError (400) naming the bad parameter."""
+    """The call as one track message; raises RequestRejected (400) naming the bad parameter."""
     try:
         return _parse(params, effective_mapping(site_mapping), dict(request_context or {}))
     except MessageError as exc:
-        raise WireError.invalid(exc.field, exc.reason) from None
+        raise RequestRejected.invalid(exc.field, exc.reason) from None
 
 
 def _parse(params: Params, mapping: dict[str, str], context: dict[str, Any]) -> Message:

@@ -74,6 +74,37 @@ class FieldError:
         return body
 
 
+def error_order(error: FieldError) -> tuple[int, int]:
+    """Request-level errors first, then by message index."""
+    return (0, 0) if error.index is None else (1, error.index)
+
+
+class RequestRejected(Exception):
+    """The request as a whole is refused (by any wire format or the core); nothing of it
+    is stored. Views answer ``status`` with ``body()``."""
+
+    def __init__(self, status: int, code: str, message: str, errors: list[FieldError] | None = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors or []
+
+    @classmethod
+    def invalid(cls, field: str, reason: str, *, index: int | None = None) -> RequestRejected:
+        return cls(400, "invalid", f"{field}: {reason}", [FieldError(index, field, reason)])
+
+    @classmethod
+    def unauthorized(cls, field: str, reason: str, *, message: str | None = None) -> RequestRejected:
+        return cls(401, "unauthorized", message or f"{field}: {reason}", [FieldError(None, field, reason)])
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.errors:
+            body["errors"] = [error.as_dict() for error in sorted(self.errors, key=error_order)]
+        return body
+
+
 class MessageError(ValueError):
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}: {reason}")

@@ -36,7 +36,9 @@ from tracking.ingest.schema import (
     Kind,
     Message,
     MessageError,
+    RequestRejected,
     clean_id,
+    error_order,
     validate,
 )
 
@@ -76,25 +78,6 @@ TYPES = {
 
 # Field name used when a problem concerns a message as a whole (size, shape).
 WHOLE_MESSAGE = "message"
-
-
-class RequestRejected(Exception):
-    """The request as a whole is refused; nothing of it is stored."""
-
-    def __init__(
-        self, status: int, code: str, message: str, errors: list[FieldError] | None = None
-    ):
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors or []
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.errors:
-            body["errors"] = [error.as_dict() for error in sorted(self.errors, key=_error_order)]
-        return body
 
 
 @dataclass(slots=True)
@@ -519,7 +502,7 @@ def answer(parsed: ParsedRequest, outcome: IngestOutcome) -> Answer:
     ``profile_ids`` lists each distinct profile once, in message order; single calls
     also get ``profile_id``; batches list every invalid message under ``errors``.
     """
-    errors = sorted([*parsed.errors, *outcome.errors], key=_error_order)
+    errors = sorted([*parsed.errors, *outcome.errors], key=error_order)
     if not outcome.accepted and not outcome.duplicates:
         raise RequestRejected(400, "invalid", _summary(errors, parsed), errors)
     profile_ids = list(dict.fromkeys(outcome.profile_ids[i] for i in sorted(outcome.profile_ids)))
@@ -529,10 +512,6 @@ def answer(parsed: ParsedRequest, outcome: IngestOutcome) -> Answer:
     else:
         body["profile_id"] = outcome.profile_ids.get(0)
     return Answer(status=200, body=body)
-
-
-def _error_order(error: FieldError) -> tuple[int, int]:
-    return (0, 0) if error.index is None else (1, error.index)
 
 
 def _summary(errors: list[FieldError], parsed: ParsedRequest) -> str:

@@ -40,7 +40,7 @@ from tracking.ingest.schema import (
     clean_id,
     clean_profile_id,
 )
-from tracking.ingest.wire import WireError, check_storable
+from tracking.ingest.wire import RequestRejected, check_storable
 
 MAX_BODY_BYTES = 500 * 1024
 MAX_EVENTS = 2500
@@ -61,15 +61,15 @@ class TrackerPayload:
 def decode(raw: bytes) -> dict[str, Any]:
     """The JSON body; 413 past the size limit, 400 when it is not a JSON object."""
     if len(raw) > MAX_BODY_BYTES:
-        raise WireError(413, "payload_too_large", f"The body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+        raise RequestRejected(413, "payload_too_large", f"The body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     if not raw.strip():
-        raise WireError(400, "invalid_json", "The request body is empty")
+        raise RequestRejected(400, "invalid_json", "The request body is empty")
     try:
         payload = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise WireError(400, "invalid_json", f"The body is not valid JSON: {str(exc)[:200]}") from None
+        raise RequestRejected(400, "invalid_json", f"The body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
-        raise WireError(400, "invalid_json", "The body must be a JSON object (the tracker payload)")
+        raise RequestRejected(400, "invalid_json", "The body must be a JSON object (the tracker payload)")
     return payload
 
 
@@ -80,20 +80,20 @@ def write_key(payload: Any) -> str | None:
     return (key.strip() or None) if isinstance(key, str) else None
 
 
-def unauthorized(key: str | None) -> WireError:
+def unauthorized(key: str | None) -> RequestRejected:
     reason = "is not a valid write key" if key else "is required"
-    return WireError.unauthorized("source.id", reason, message=f"{UNAUTHORIZED}: source.id {reason}")
+    return RequestRejected.unauthorized("source.id", reason, message=f"{UNAUTHORIZED}: source.id {reason}")
 
 
 def parse(payload: Any, *, request_context: dict[str, Any] | None = None) -> TrackerPayload:
-    """The payload's events as messages; raises WireError (400) naming the bad field.
+    """The payload's events as messages; raises RequestRejected (400) naming the bad field.
 
     ``request_context`` (ip, userAgent: what the server saw) fills keys the payload's
     own context lacks."""
     try:
         return _parse(payload, request_context or {})
     except MessageError as exc:
-        raise WireError.invalid(exc.field, exc.reason) from None
+        raise RequestRejected.invalid(exc.field, exc.reason) from None
 
 
 def _parse(payload: Any, request_context: dict[str, Any]) -> TrackerPayload:
@@ -206,6 +206,6 @@ def answer(profile_id: int, session_id: str) -> dict[str, Any]:
     }
 
 
-def error_body(error: WireError) -> dict[str, Any]:
+def error_body(error: RequestRejected) -> dict[str, Any]:
     """Footprint's error shape plus ``detail``, which Tracardi's tracker logs."""
     return {**error.body(), "detail": error.message}

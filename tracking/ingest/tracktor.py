@@ -32,7 +32,7 @@ from typing import Any
 import json5
 
 from tracking.ingest.schema import Kind, Message, MessageError, check_cart, clean_id
-from tracking.ingest.wire import Params, WireError, check_storable, one, unix_time
+from tracking.ingest.wire import Params, RequestRejected, check_storable, one, unix_time
 
 ENDPOINTS = ("set", "track", "alias")
 ANONYMOUS_PREFIX = "a-"
@@ -57,9 +57,9 @@ def write_key(params: Params) -> str | None:
     return one(params, "sid")
 
 
-def unauthorized(key: str | None) -> WireError:
+def unauthorized(key: str | None) -> RequestRejected:
     reason = "is not a valid write key" if key else "is required: the application token (write key)"
-    return WireError.unauthorized("sid", reason)
+    return RequestRejected.unauthorized("sid", reason)
 
 
 def field_names(message: Message) -> dict[str, str]:
@@ -67,13 +67,13 @@ def field_names(message: Message) -> dict[str, str]:
 
 
 def parse(endpoint: str, params: Params, *, request_context: dict[str, Any] | None = None) -> Message:
-    """The call as one message; raises WireError (400) naming the bad parameter."""
+    """The call as one message; raises RequestRejected (400) naming the bad parameter."""
     if endpoint not in ENDPOINTS:
         raise ValueError(f"unknown Tracktor endpoint {endpoint!r}")
     try:
         message = _parse(endpoint, params)
     except MessageError as exc:
-        raise WireError.invalid(exc.field, exc.reason) from None
+        raise RequestRejected.invalid(exc.field, exc.reason) from None
     message.context = dict(request_context or {})
     return message
 

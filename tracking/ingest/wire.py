@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tracking.ingest.schema import FieldError, MessageError
+from tracking.ingest.schema import FieldError, MessageError, RequestRejected
 
 # A Raptor call may carry p1..p999 besides its ids; Django's own limit (1,000) is too low.
 MAX_QUERY_FIELDS = 1100
@@ -20,31 +20,6 @@ MILLISECONDS_FROM = 10**11
 MIN_YEAR, MAX_YEAR = 1970, 2999
 
 Params = Mapping[str, list[str]]
-
-
-class WireError(Exception):
-    """The request as a whole is refused; nothing of it is stored."""
-
-    def __init__(self, status: int, code: str, message: str, errors: list[FieldError] | None = None):
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors or []
-
-    @classmethod
-    def invalid(cls, field: str, reason: str, *, index: int | None = None) -> WireError:
-        return cls(400, "invalid", f"{field}: {reason}", [FieldError(index, field, reason)])
-
-    @classmethod
-    def unauthorized(cls, field: str, reason: str, *, message: str | None = None) -> WireError:
-        return cls(401, "unauthorized", message or f"{field}: {reason}", [FieldError(None, field, reason)])
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.errors:
-            body["errors"] = [error.as_dict() for error in self.errors]
-        return body
 
 
 def rename_fields(errors: list[FieldError], names: Mapping[str, str]) -> list[FieldError]:
@@ -62,7 +37,7 @@ def rename_fields(errors: list[FieldError], names: Mapping[str, str]) -> list[Fi
 def parse_query(query_string: str) -> dict[str, list[str]]:
     """A query string to name -> values, decoded as strict UTF-8 (400 otherwise)."""
     if len(query_string) > MAX_QUERY_BYTES:
-        raise WireError(414, "query_too_long", f"The query string is longer than {MAX_QUERY_BYTES} bytes")
+        raise RequestRejected(414, "query_too_long", f"The query string is longer than {MAX_QUERY_BYTES} bytes")
     try:
         pairs = parse_qsl(
             query_string,
@@ -72,9 +47,9 @@ def parse_query(query_string: str) -> dict[str, list[str]]:
             max_num_fields=MAX_QUERY_FIELDS,
         )
     except UnicodeDecodeError:
-        raise WireError(400, "invalid", "The query string is not valid UTF-8 once decoded") from None
+        raise RequestRejected(400, "invalid", "The query string is not valid UTF-8 once decoded") from None
     except ValueError:
-        raise WireError(400, "invalid", f"The query string has more than {MAX_QUERY_FIELDS} parameters") from None
+        raise RequestRejected(400, "invalid", f"The query string has more than {MAX_QUERY_FIELDS} parameters") from None
     params: dict[str, list[str]] = {}
     for name, value in pairs:
         params.setdefault(name, []).append(value)
@@ -87,10 +62,10 @@ def one(params: Params, name: str, *, strip: bool = True) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise WireError.invalid(name, "is given more than once")
+        raise RequestRejected.invalid(name, "is given more than once")
     value = values[0].strip() if strip else values[0]
     if "\x00" in value:
-        raise WireError.invalid(name, "contains a NUL character, which cannot be stored")
+        raise RequestRejected.invalid(name, "contains a NUL character, which cannot be stored")
     return value or None
 
 
@@ -99,9 +74,9 @@ def unix_time(value: str, name: str) -> datetime:
     try:
         number = float(value)
     except ValueError:
-        raise WireError.invalid(name, f"{value[:32]!r} is not a Unix timestamp") from None
+        raise RequestRejected.invalid(name, f"{value[:32]!r} is not a Unix timestamp") from None
     if number != number or number in (float("inf"), float("-inf")):
-        raise WireError.invalid(name, f"{value[:32]!r} is not a Unix timestamp")
+        raise RequestRejected.invalid(name, f"{value[:32]!r} is not a Unix timestamp")
     if abs(number) >= MILLISECONDS_FROM:
         number /= 1000
     try:
@@ -109,7 +84,7 @@ def unix_time(value: str, name: str) -> datetime:
     except (OverflowError, OSError, ValueError):
         moment = None
     if moment is None or not MIN_YEAR <= moment.year <= MAX_YEAR:
-        raise WireError.invalid(name, f"{value[:32]!r} is out of range ({MIN_YEAR}-{MAX_YEAR})")
+        raise RequestRejected.invalid(name, f"{value[:32]!r} is out of range ({MIN_YEAR}-{MAX_YEAR})")
     return moment
 
 

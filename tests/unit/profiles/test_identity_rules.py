@@ -20,7 +20,7 @@ from tests.messages import (
     track,
 )
 from tracking import keys
-from tracking.ingest.core import IngestRejected
+from tracking.ingest.schema import RequestRejected
 from tracking.models import Event, MessageDedupe, Session
 
 pytestmark = pytest.mark.django_db
@@ -229,7 +229,7 @@ def test_it_aliases_two_identified_people_with_the_secret_key_or_a_signature(sit
 
 def test_it_refuses_an_alias_signed_for_the_wrong_id(site):
     ingest(site, identify("u-ann"), identify("u-bob"))
-    with pytest.raises(IngestRejected) as rejected:
+    with pytest.raises(RequestRejected) as rejected:
         ingest(site, alias("u-ann", "u-bob", signature=keys.sign_identity(site.signing_secret, "u-ann")))
     assert rejected.value.status == 401
     assert not ProfileMerge.objects.filter(site=site).exists()
@@ -373,7 +373,7 @@ def test_it_resolves_tombstones_through_chains_of_merges(site):
 
 
 def test_it_rejects_a_bad_signature(site):
-    with pytest.raises(IngestRejected) as rejected:
+    with pytest.raises(RequestRejected) as rejected:
         ingest(site, track(anon="a-1"), identify("u-1", signature="00" * 32))
     assert rejected.value.status == 401
     assert rejected.value.errors[0].as_dict() == {"index": 1, "field": "signature", "reason": "does not match userId"}
@@ -384,7 +384,7 @@ def test_it_rejects_a_bad_signature(site):
 def test_it_rejects_unsigned_identified_traffic_when_only_signed_data(site):
     site.only_signed_data = True
     site.save()
-    with pytest.raises(IngestRejected) as rejected:
+    with pytest.raises(RequestRejected) as rejected:
         ingest(site, track(anon="a-1"), track("Viewed", user="u-1"))
     assert rejected.value.status == 401
     assert rejected.value.code == "unsigned"
@@ -468,7 +468,7 @@ def test_it_keeps_one_membership_when_both_merged_profiles_were_in_the_company(s
 def test_it_rolls_back_a_strict_batch_when_an_identity_rule_refuses_a_message(site):
     ingest(site, identify("u-ann"), identify("u-bob"))
     events_before = Event.objects.count()
-    with pytest.raises(IngestRejected) as rejected:
+    with pytest.raises(RequestRejected) as rejected:
         ingest(site, track("a", anon="a-1", message_id="t"), alias("u-ann", "u-bob", message_id="x"), strict=True)
     assert rejected.value.status == 400
     assert [e.as_dict()["field"] for e in rejected.value.errors] == ["previousId"]

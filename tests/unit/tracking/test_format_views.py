@@ -6,7 +6,7 @@ import pytest
 from django.test import RequestFactory
 
 from tracking.format_views import _query_string
-from tracking.ingest.wire import WireError
+from tracking.ingest.wire import RequestRejected
 
 
 def test_unescaped_utf8_in_the_query_string_is_read_as_utf8():
@@ -17,6 +17,6 @@ def test_unescaped_utf8_in_the_query_string_is_read_as_utf8():
 
 def test_bytes_that_are_not_utf8_are_refused():
     request = RequestFactory().get("/set", QUERY_STRING="id=caf\u00e9")
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(RequestRejected) as caught:
         _query_string(request)
     assert caught.value.status == 400

@@ -8,7 +8,7 @@ import pytest
 
 from tracking.ingest import raptor
 from tracking.ingest.schema import Kind, MessageError
-from tracking.ingest.wire import WireError, parse_query
+from tracking.ingest.wire import RequestRejected, parse_query
 
 MAPPING = {"p1": "event_type", "p2": "product_id", "p3": "category_id", "p7": "user_id"}
 
@@ -22,8 +22,8 @@ def parse(query: str, mapping=MAPPING, **kw):
     return raptor.parse(parse_query(query), mapping, **kw)
 
 
-def refused(query: str, field: str, mapping=MAPPING) -> WireError:
-    with pytest.raises(WireError) as caught:
+def refused(query: str, field: str, mapping=MAPPING) -> RequestRejected:
+    with pytest.raises(RequestRejected) as caught:
         parse(query, mapping)
     assert caught.value.status == 400
     assert caught.value.errors[0].field == field, caught.value.errors

@@ -12,11 +12,11 @@ from tests.contract.seed_examples import TRACARDI_FULL as FULL_EXAMPLE
 from tests.contract.seed_examples import TRACARDI_MINIMAL as MINIMAL_EXAMPLE
 from tracking.ingest import tracardi
 from tracking.ingest.schema import Kind
-from tracking.ingest.wire import WireError
+from tracking.ingest.wire import RequestRejected
 
 
-def refused(payload, field: str) -> WireError:
-    with pytest.raises(WireError) as caught:
+def refused(payload, field: str) -> RequestRejected:
+    with pytest.raises(RequestRejected) as caught:
         tracardi.parse(payload)
     assert caught.value.status == 400
     assert caught.value.errors[0].field == field, caught.value.errors
@@ -118,10 +118,10 @@ def test_it_caps_the_number_of_events():
 def test_decode_wants_one_json_object_within_the_limit():
     assert tracardi.decode(json.dumps(MINIMAL_EXAMPLE).encode()) == MINIMAL_EXAMPLE
     for raw in (b"", b"  ", b"{", b"[]", b'{"a": NaN}'):
-        with pytest.raises(WireError) as caught:
+        with pytest.raises(RequestRejected) as caught:
             tracardi.decode(raw)
         assert (caught.value.status, caught.value.code) == (400, "invalid_json")
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(RequestRejected) as caught:
         tracardi.decode(b" " * (tracardi.MAX_BODY_BYTES + 1))
     assert caught.value.status == 413
 

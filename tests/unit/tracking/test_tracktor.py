@@ -10,7 +10,7 @@ import pytest
 from tests.contract.seed_examples import TRACKTOR_ALIAS, TRACKTOR_SET, TRACKTOR_TRACK
 from tracking.ingest import tracktor
 from tracking.ingest.schema import Kind
-from tracking.ingest.wire import WireError, parse_query
+from tracking.ingest.wire import RequestRejected, parse_query
 
 DOC_TS = datetime(2015, 4, 16, 12, 14, 34, tzinfo=UTC)  # ts=1429186474
 
@@ -23,8 +23,8 @@ def parse(endpoint: str = "track", **params: str):
     return tracktor.parse(endpoint, {"ts": ["1429186474"]} | {k: [v] for k, v in params.items()})
 
 
-def refused(endpoint: str, field: str, **params: str) -> WireError:
-    with pytest.raises(WireError) as caught:
+def refused(endpoint: str, field: str, **params: str) -> RequestRejected:
+    with pytest.raises(RequestRejected) as caught:
         parse(endpoint, **params)
     assert caught.value.status == 400
     assert caught.value.errors[0].field == field, caught.value.errors
@@ -153,14 +153,14 @@ def test_it_refuses_bad_parameters_naming_them(endpoint, params, field):
     if field is None:
         assert tracktor.parse(endpoint, query).event == "x" * 256
         return
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(RequestRejected) as caught:
         tracktor.parse(endpoint, query)
     assert caught.value.errors[0].field == field
     assert caught.value.message.startswith(field)
 
 
 def test_a_parameter_given_twice_is_refused():
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(RequestRejected) as caught:
         tracktor.parse("track", {"ts": ["1"], "id": ["u", "v"], "action": ["x"]})
     assert caught.value.errors[0].field == "id"
 

@@ -9,7 +9,7 @@ import pytest
 from tracking.ingest.schema import FieldError, MessageError
 from tracking.ingest.wire import (
     MAX_QUERY_FIELDS,
-    WireError,
+    RequestRejected,
     check_storable,
     one,
     parse_query,
@@ -23,11 +23,11 @@ def test_parse_query_keeps_repeats_blanks_and_decodes_utf8():
 
 
 def test_parse_query_refuses_bytes_that_are_not_utf8_and_floods():
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(RequestRejected) as caught:
         parse_query("a=%FF")
     assert caught.value.status == 400
     assert parse_query("&".join(f"p{i}=x" for i in range(1, 1000)) + "&coid=c")["coid"] == ["c"]
-    with pytest.raises(WireError):
+    with pytest.raises(RequestRejected):
         parse_query("&".join(f"x{i}=1" for i in range(MAX_QUERY_FIELDS + 1)))
 
 
@@ -37,7 +37,7 @@ def test_one_trims_treats_empty_as_absent_and_refuses_repeats_and_nul():
     assert one({"a": [""]}, "a") is None
     assert one({}, "a") is None
     for params in ({"a": ["1", "2"]}, {"a": ["x\x00"]}):
-        with pytest.raises(WireError) as caught:
+        with pytest.raises(RequestRejected) as caught:
             one(params, "a")
         assert caught.value.errors[0].field == "a"
 
@@ -48,7 +48,7 @@ def test_unix_time_reads_seconds_fractions_and_milliseconds():
     assert unix_time("1429186474000", "ts") == moment
     assert unix_time("1429186474.25", "ts") == moment.replace(microsecond=250000)
     for bad in ("", "x", "inf", "nan", "-1", "99999999999999999999"):
-        with pytest.raises(WireError):
+        with pytest.raises(RequestRejected):
             unix_time(bad, "ts")
 
 

@@ -147,6 +147,14 @@ class PeopleQuerySerializer(serializers.Serializer):
         required=False, min_value=1, max_value=200, default=50, help_text="people per page"
     )
 
+    segment = serializers.IntegerField(
+        required=False, help_text="a segment id (not available until segments exist: 400)"
+    )
+
+    def validate_segment(self, value: int) -> int:
+        # Refused rather than ignored: a client asking for a segment must never get everyone.
+        raise serializers.ValidationError("Filtering people by segment is not available yet.")
+
     def validate_cursor(self, value: str) -> Cursor | None:
         try:
             return Cursor.parse(value)
@@ -214,8 +222,7 @@ class PeopleListApi(SiteScopedMixin, APIView):
             "Live people of the site, paged by cursor (follow `next` / `previous`). `q` matches "
             "any identity key or the `email` property by case-insensitive prefix, a profile id, "
             "or a property value when written `name=value` (`plan=pro`, `address.city=Berlin`, "
-            "`age=30` matches 30 and \"30\"). Filtering by segment (`segment=<id>`) arrives "
-            "with segments and is not supported yet."
+            "`age=30` matches 30 and \"30\"). `segment=<id>` answers 400 until segments exist."
         ),
         parameters=[PeopleQuerySerializer, SITE_PARAMETER],
         responses={200: PeoplePageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},

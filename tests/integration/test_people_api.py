@@ -197,3 +197,10 @@ def test_it_survives_nul_bytes_in_search_and_keys(key_client, bob):
     response = key_client.get("/api/v1/people", {"q": "bo\x00b"})
     assert response.status_code == 400 and "q" in response.json()["errors"]
     assert key_client.get("/api/v1/people/by-identity/bo%00b").status_code == 404
+
+
+def test_it_refuses_a_segment_filter_rather_than_listing_everyone(api_client, site, secret_key):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
+    response = api_client.get("/api/v1/people", {"segment": 1})
+    assert response.status_code == 400
+    assert "segment" in response.json()["errors"]

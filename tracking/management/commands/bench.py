@@ -184,7 +184,13 @@ class Command(BaseCommand):
             raise CommandError(f"unknown phases {sorted(unknown)}; use {','.join(PHASES)}")
         duration = o["duration"]
         run_id = http.new_run_id()
-        out: dict = {"server": o["server"], "workers": o["workers"], "duration_s": duration, "run_id": run_id}
+        out: dict = {
+            "server": o["server"],
+            "workers": o["workers"],
+            "duration_s": duration,
+            "run_id": run_id,
+            "write_key_cache_seconds": int(os.environ.get("WRITE_KEY_CACHE_SECONDS", "30")),
+        }
         since, first_new = timezone.now(), _next_profile_id()
         rss = 0.0
         connection.close()  # the server and clients get their own connections

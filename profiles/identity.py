@@ -531,6 +531,36 @@ def resolve_batch(
     return resolution
 
 
+def profiles_of_messages(site: Site, messages: Sequence[Message]) -> dict[int, int]:
+    """Read-only: the profile each message names now (user id first, then anonymous id,
+    other identities, our own id). For retried messages, which are not stored again but
+    whose sender still wants the profile id back. One query for the identities, one for
+    profile ids given without any known identity."""
+    keys_wanted = {k for m in messages for k in (m.user_id, m.anonymous_id) if k}
+    keys_wanted.update(key for m in messages for _, key in m.identities)
+    known: dict[tuple[str, str], int] = {}
+    if keys_wanted:
+        rows = Identity.objects.filter(site=site, key__in=keys_wanted).values_list("kind", "key", "profile_id")
+        known = {(kind, key): pid for kind, key, pid in rows}
+    found: dict[int, int] = {}
+    by_own_id: dict[int, int] = {}
+    for m in messages:
+        candidates = [(USER, m.user_id), (ANONYMOUS, m.anonymous_id), *m.identities]
+        pid = next((known[c] for c in candidates if c[1] and c in known), None)
+        if pid is not None:
+            found[m.index] = pid
+        elif m.profile_id:
+            by_own_id[m.index] = m.profile_id
+    if by_own_id:
+        live = dict(
+            Profile.objects.filter(site=site, pk__in=set(by_own_id.values())).values_list("pk", "merged_into_id")
+        )
+        for index, pid in by_own_id.items():
+            if pid in live:
+                found[index] = live[pid] or pid
+    return found
+
+
 def _min(a, b):
     return b if a is None else a if b is None else min(a, b)
 

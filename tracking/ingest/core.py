@@ -18,7 +18,7 @@ from typing import Any
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from profiles.identity import ConcurrentChange, resolve_batch
+from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
 from tracking import handoff, keys
 from tracking.ingest.schema import FieldError, Message, MessageError, RequestRejected, validate
 from tracking.models import PendingWork, Site
@@ -126,6 +126,7 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
     claimed = {id(m) for m in fresh}
     result.duplicates = [m.index for m in messages if id(m) not in claimed]
     if not fresh:
+        result.profile_ids = profiles_of_messages(site, messages)
         return result
     client_sessions = {m.session_id for m in fresh if m.session_id}
     resolution = resolve_batch(
@@ -161,6 +162,10 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
     result.event_ids = _insert_events(site, events, received_at)
     result.accepted = [m.index for m in fresh if m.index in resolution.profile_ids]
     result.profile_ids = resolution.profile_ids
+    if result.duplicates:
+        # A retry is not stored again, but its sender still keeps the profile id.
+        retried = [m for m in messages if id(m) not in claimed]
+        result.profile_ids = {**profiles_of_messages(site, retried), **resolution.profile_ids}
     _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
     return result
 

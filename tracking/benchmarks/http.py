@@ -84,10 +84,10 @@ class Server:
         log_dir = BASE_DIR / "bench" / "results"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"server-{self.kind}.log.tmp"
-        self.process = subprocess.Popen(
-            self.command(), cwd=BASE_DIR, env=env, start_new_session=True,
-            stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), cwd=BASE_DIR, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from tracking import services
-from tracking.benchmarks import http, report, synthetic
+from tracking.benchmarks import http, profiling, report, synthetic
 from tracking.benchmarks.client import Traffic
 from tracking.models import Site
 
@@ -49,12 +49,13 @@ class Command(BaseCommand):
         runs.add_argument("--copy-rows", type=int, default=200_000, help="rows for the COPY ceiling")
         runs.add_argument("--in-process-batches", type=int, default=100, help="batches of 100 for the in-process run")
         runs.add_argument("--profile", action="store_true", help="pyinstrument the in-process run")
+        runs.add_argument("--py-spy", action="store_true", help="py-spy the web workers in the batch and track phases")
         runs.add_argument("--skip-http", action="store_true")
         runs.add_argument("--phases", default=",".join(PHASES), help="HTTP phases: batch,track,paced")
         runs.add_argument("--duration", type=float, default=30.0, help="seconds per HTTP phase")
         runs.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
         runs.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-        runs.add_argument("--batch-clients", type=int, default=4)
+        runs.add_argument("--batch-clients", type=int, default=8)
         runs.add_argument("--track-clients", type=int, default=8)
         runs.add_argument("--keep", action="store_true", help="keep what the runs stored (default: removed)")
         runs.add_argument("--no-migrate", action="store_true")
@@ -202,8 +203,11 @@ class Command(BaseCommand):
                 common = {"write_key": write_key, "people": people, "run_id": run_id, "duration": duration, "seed": o["seed"]}
                 if "batch" in phases:
                     self.stdout.write(f"/v1/batch of 100 for {duration:.0f} s with {o['batch_clients']} clients …")
+                    spy = self._spy(server, "batch", duration, o)
                     batch = http.run_load(server, mode="batch", processes=o["batch_clients"], batch_size=100, **common)
                     out["batch"] = batch.summary()
+                    if spy:
+                        out["batch"]["profile"] = self._spy_report(spy, "batch", o)
                     rss = max(rss, batch.rss_max_mb)
                     stored, distinct = http.stored_events(site.pk, f"{run_id}-batch", since)
                     out["exactly_once"] = {
@@ -216,22 +220,48 @@ class Command(BaseCommand):
                 track_rate = None
                 if "track" in phases:
                     self.stdout.write(f"/v1/track single events for {duration:.0f} s with {o['track_clients']} clients …")
+                    spy = self._spy(server, "track", duration, o)
                     track = http.run_load(server, mode="track", processes=o["track_clients"], **common)
                     out["track_max"] = track.summary()
+                    if spy:
+                        out["track_max"]["profile"] = self._spy_report(spy, "track", o)
                     track_rate = track.requests_per_second
                     rss = max(rss, track.rss_max_mb)
                 if "paced" in phases:
-                    rate = (track_rate or 1500.0) / 2
-                    self.stdout.write(f"/v1/track paced at {rate:,.0f} req/s for {duration:.0f} s …")
-                    paced = http.run_load(server, mode="paced", processes=4, rate=rate, **common)
-                    out["track_paced"] = {**paced.summary(), "rate_target": round(rate, 1)}
-                    rss = max(rss, paced.rss_max_mb)
+                    target = report.TARGETS["track_requests_per_s"]
+                    # Half the measured maximum, as the issue words it; when the maximum
+                    # misses its target, also half the target, so the gap shows in latency.
+                    rates = {"track_paced": (track_rate or target) / 2}
+                    if track_rate is not None and track_rate < target:
+                        rates["track_paced_at_target"] = target / 2
+                    for key, rate in rates.items():
+                        self.stdout.write(f"/v1/track paced at {rate:,.0f} req/s for {duration:.0f} s …")
+                        paced = http.run_load(server, mode="paced", processes=4, rate=rate, **common)
+                        out[key] = {**paced.summary(), "rate_target": round(rate, 1)}
+                        rss = max(rss, paced.rss_max_mb)
         finally:
             if not o["keep"]:
                 self.stdout.write("Removing what the HTTP runs stored …")
                 http.cleanup_run(site.pk, since, first_new)
         out["worker_rss_max_mb"] = round(rss, 1)
         return out
+
+
+    def _spy(self, server: http.Server, name: str, duration: float, o) -> list | None:
+        if not o["py_spy"]:
+            return None
+        # The clients start about two seconds after run_load is called; py-spy covers
+        # the run (idle samples before the first request are reported apart).
+        return profiling.record(server.worker_pids(), duration + 2, Path(o["results"]), name)
+
+    def _spy_report(self, spy: list, name: str, o) -> dict:
+        for proc, _ in spy:
+            proc.wait(timeout=120)
+        split, text = profiling.summarize([path for _, path in spy])
+        path = Path(o["results"]) / f"profile-http-{name}.txt"
+        path.write_text(text + "\n")
+        self.stdout.write(text)
+        return {"split_percent": split, "summary": str(path), "raw": [str(p) for _, p in spy]}
 
 
 def _bench_people(site: Site) -> int:

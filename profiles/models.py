@@ -21,17 +21,12 @@ class Profile(models.Model):
 
     class Meta:
         indexes = [
-            # People list: newest activity first, per site, live profiles only.
+            # People list (newest first) and the anonymous purge (oldest first, filtered):
+            # one index, because every ingest rewrites last_seen and each index costs.
             models.Index(
                 fields=["site", "-last_seen"],
                 name="profile_site_last_seen",
                 condition=models.Q(merged_into__isnull=True),
-            ),
-            # Retention purge: anonymous profiles by inactivity.
-            models.Index(
-                fields=["site", "last_seen"],
-                name="profile_anonymous_last_seen",
-                condition=models.Q(is_identified=False, merged_into__isnull=True),
             ),
         ]
 
@@ -71,8 +66,7 @@ class Identity(models.Model):
             models.UniqueConstraint(fields=["site", "kind", "key"], name="identity_site_kind_key")
         ]
         indexes = [
-            models.Index(fields=["profile"], name="identity_profile"),
-            # People search by any id, case-insensitively by prefix.
+            # Batch resolution: every key of a batch at once (the FK indexes profile).
             models.Index(fields=["site", "key"], name="identity_site_key"),
         ]
         verbose_name_plural = "identities"

@@ -202,7 +202,10 @@ class Session(models.Model):
     """A visit: starts when the client says so or after the site's inactivity timeout."""
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
-    profile = models.ForeignKey("profiles.Profile", on_delete=models.CASCADE, related_name="sessions")
+    # Indexed by session_profile_last (profile, -last_event_at); no second index.
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="sessions", db_index=False
+    )
     external_id = models.CharField(
         max_length=255, null=True, blank=True, help_text="the client's session id, when it sends one"
     )

@@ -172,6 +172,16 @@ class SiteAdmin(admin.ModelAdmin):
         return self._back(site)
 
 
+def _revoke_action(kind: str):
+    @admin.action(description=f"Revoke selected {kind} keys")
+    def revoke(modeladmin, request, queryset):
+        for key in queryset:
+            key.revoke()
+        messages.success(request, f"Revoked {queryset.count()} {kind} key(s).")
+
+    return revoke
+
+
 @admin.register(WriteKey)
 class WriteKeyAdmin(admin.ModelAdmin):
     list_display = ["key", "site", "label", "created_at", "expires_at", "revoked_at"]
@@ -182,11 +192,7 @@ class WriteKeyAdmin(admin.ModelAdmin):
     raw_id_fields = ["site"]
     actions = ["revoke"]
 
-    @admin.action(description="Revoke selected write keys")
-    def revoke(self, request, queryset):
-        for key in queryset:
-            key.revoke()
-        messages.success(request, f"Revoked {queryset.count()} write key(s).")
+    revoke = _revoke_action("write")
 
 
 @admin.register(SecretKey)
@@ -202,11 +208,7 @@ class SecretKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # issued from the site page, shown once
 
-    @admin.action(description="Revoke selected secret keys")
-    def revoke(self, request, queryset):
-        for key in queryset:
-            key.revoke()
-        messages.success(request, f"Revoked {queryset.count()} secret key(s).")
+    revoke = _revoke_action("secret")
 
 
 @admin.register(Membership)

@@ -71,3 +71,19 @@ def test_admin_gives_a_new_site_a_write_key(admin_client):
     })
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Site.objects.get(name="Fresh").write_keys.active().count() == 1
+
+
+def test_admin_revokes_keys_in_bulk(admin_client, site):
+    key = site.write_keys.get()
+    secret = services.secret_key_issue(site=site)
+    response = admin_client.post(
+        reverse("admin:tracking_writekey_changelist"),
+        {"action": "revoke", "_selected_action": [key.pk]},
+    )
+    assert response.status_code == 302
+    admin_client.post(
+        reverse("admin:tracking_secretkey_changelist"),
+        {"action": "revoke", "_selected_action": [secret.record.pk]},
+    )
+    assert services.site_for_write_key(key.key) is None
+    assert services.site_for_secret_key(secret.key) is None

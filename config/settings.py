@@ -175,11 +175,6 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIN
 # of ours (0: never, REMOTE_ADDR is used); write key lookups cached this long (0: off).
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 WRITE_KEY_CACHE_SECONDS = env.int("WRITE_KEY_CACHE_SECONDS", default=0)
-# Group commit (tracking.ingest.coalesce): concurrent /v1/* requests of a web worker share
-# one transaction; a leader waits at most this long for requests still being parsed
-# (0: off, every request its own transaction), and groups at most this many messages.
-INGEST_COALESCE_MS = env.float("INGEST_COALESCE_MS", default=2.0)
-INGEST_COALESCE_MAX_MESSAGES = env.int("INGEST_COALESCE_MAX_MESSAGES", default=1000)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

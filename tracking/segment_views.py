@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from tracking import services
 from tracking.http import add_cors_headers, check_origin, client_ip
 from tracking.ingest import segment
-from tracking.ingest.coalesce import coalescer
+from tracking.ingest.core import ingest_batch
 from tracking.ingest.schema import RequestRejected
 from tracking.models import Site
 
@@ -56,11 +56,6 @@ def track(request: HttpRequest, endpoint: str) -> HttpResponse:
         response = _respond(request, {"code": "method_not_allowed", "message": "Use POST"}, 405)
         response["Allow"] = "POST, OPTIONS"
         return response
-    with coalescer.arriving():
-        return _track(request, endpoint)
-
-
-def _track(request: HttpRequest, endpoint: str) -> HttpResponse:
     received_at = timezone.now()
     site: Site | None = None
     try:
@@ -77,8 +72,7 @@ def _track(request: HttpRequest, endpoint: str) -> HttpResponse:
         strict = segment.is_strict(request.GET.get("strict"), request.headers.get("X-Strict-Mode"))
         segment.refuse_invalid(parsed, strict=strict)
         try:
-            # Grouped with concurrent requests of this worker (tracking.ingest.coalesce).
-            result = coalescer.ingest(
+            result = ingest_batch(
                 site,
                 parsed.messages,
                 received_at=received_at,

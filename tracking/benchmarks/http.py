@@ -1,6 +1,6 @@
 """HTTP ingestion against the real server: start it, drive it, watch it, check the database.
 
-The server is gunicorn (gthread workers, one per core by default, ``threads`` each) or granian (WSGI), run
+The server is gunicorn (sync workers, one per core by default) or granian (WSGI), run
 on a free local port against the same database as the bench command. Clients are
 separate processes (``client``), started together and stopped on the same clock. Web
 worker memory is sampled with psutil while the clients run.
@@ -51,7 +51,6 @@ class Server:
 
     kind: str = "gunicorn"  # or "granian"
     workers: int = 2
-    threads: int = 4  # gunicorn gthread threads a worker (concurrent requests share commits)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -67,8 +66,8 @@ class Server:
             ]
         return [
             sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers), "--worker-class", "gthread", "--threads", str(self.threads),
-            "--backlog", "2048", "--log-level", "warning", "--graceful-timeout", "5",
+            "--workers", str(self.workers), "--backlog", "2048", "--log-level", "warning",
+            "--graceful-timeout", "5",
         ]
 
     def start(self, *, timeout: float = 60.0) -> None:

@@ -157,12 +157,8 @@ def markdown(results: dict) -> str:
     http = results.get("http") or {}
     if http:
         lines.append(
-            f"Server: {http.get('server')} with {http.get('workers')} workers"
-            + (f" × {http['threads']} threads" if http.get("threads") else "")
-            + f" on {results['machine']['cores']} cores "
-            f"(WRITE_KEY_CACHE_SECONDS={http.get('write_key_cache_seconds')}"
-            + (f", INGEST_COALESCE_MS={http['coalesce_ms']:g}" if "coalesce_ms" in http else "")
-            + "); clients on the same machine; "
+            f"Server: {http.get('server')} with {http.get('workers')} workers on {results['machine']['cores']} cores "
+            f"(WRITE_KEY_CACHE_SECONDS={http.get('write_key_cache_seconds')}); clients on the same machine; "
             f"{http.get('duration_s', 0):.0f} s a phase."
         )
     lines += ["", "| measure | value | vs COPY | target | met |", "|---|---|---|---|---|"]

@@ -55,7 +55,6 @@ class Command(BaseCommand):
         runs.add_argument("--duration", type=float, default=30.0, help="seconds per HTTP phase")
         runs.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
         runs.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-        runs.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", 4)), help="gunicorn threads a worker")
         runs.add_argument("--batch-clients", type=int, default=8)
         runs.add_argument("--track-clients", type=int, default=8)
         runs.add_argument("--keep", action="store_true", help="keep what the runs stored (default: removed)")
@@ -189,8 +188,6 @@ class Command(BaseCommand):
         out: dict = {
             "server": o["server"],
             "workers": o["workers"],
-            "threads": o["threads"],
-            "coalesce_ms": float(os.environ.get("INGEST_COALESCE_MS", "2")),
             "duration_s": duration,
             "run_id": run_id,
             "write_key_cache_seconds": int(os.environ.get("WRITE_KEY_CACHE_SECONDS", "30")),
@@ -198,7 +195,7 @@ class Command(BaseCommand):
         since, first_new = timezone.now(), _next_profile_id()
         rss = 0.0
         connection.close()  # the server and clients get their own connections
-        server = http.Server(kind=o["server"], workers=o["workers"], threads=o["threads"])
+        server = http.Server(kind=o["server"], workers=o["workers"])
         self.stdout.write(f"Starting {o['server']} with {o['workers']} workers on port {server.port} …")
         try:
             with server:

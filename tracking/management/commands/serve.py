@@ -29,10 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2)))
-        parser.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", 4)))
         parser.add_argument("--no-demo", action="store_true", help="skip the demo data")
 
-    def handle(self, *args, port: int, host: str, web_workers: int, web_threads: int, no_demo: bool, **options):
+    def handle(self, *args, port: int, host: str, web_workers: int, no_demo: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("bootstrap")
         if not no_demo:
@@ -46,9 +45,6 @@ class Command(BaseCommand):
             "web": [
                 python, "-m", "gunicorn", "config.wsgi:application",
                 "--bind", f"{host}:{port}", "--workers", str(web_workers),
-                # Threads: concurrent tracking requests of a worker share one commit
-                # (INGEST_COALESCE_MS, tracking.ingest.coalesce).
-                "--worker-class", "gthread", "--threads", str(web_threads),
                 "--access-logfile", "-", "--graceful-timeout", "5",
             ],
             "worker": [

@@ -112,13 +112,24 @@ def _claim(work_id: int, handler: str) -> bool:
         return cursor.fetchone() is not None
 
 
+MAX_BACKOFF_DOUBLINGS = 10  # at most ~17 hours between retries of failing work
+
+
 def stale_work(older_than: timedelta = timedelta(minutes=1), limit: int = 500) -> list[int]:
-    cutoff = timezone.now() - older_than
-    return list(
-        PendingWork.objects.filter(completed_at__isnull=True, created_at__lt=cutoff)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    """Unfinished work to run again, oldest first. Work that keeps failing backs off
+    (``older_than`` doubled per attempt), so a poisoned row cannot crowd out new work."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT id FROM {PendingWork._meta.db_table}
+            WHERE completed_at IS NULL
+              AND created_at < now() - %s * power(2, least(attempts, %s))
+            ORDER BY created_at
+            LIMIT %s
+            """,
+            [older_than, MAX_BACKOFF_DOUBLINGS, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def prune_completed(older_than: timedelta = timedelta(days=1), limit: int = 10_000) -> int:

@@ -236,3 +236,14 @@ def test_a_real_worker_processes_pending_work_end_to_end(site, probe, tmp_path):
 
     assert probe.effects() == _stored_events(site)  # every event, once
     assert HandlerReceipt.objects.filter(work__site=site).count() == 2
+
+
+@pytest.mark.django_db
+def test_it_backs_off_work_that_keeps_failing(site, probe, no_broker):
+    ingest(site, track("a", anon="a-1"))
+    work = PendingWork.objects.get(site=site)
+    PendingWork.objects.filter(pk=work.pk).update(attempts=5)  # next try after 32 minutes
+    _age(work, minutes=20)
+    assert handoff.stale_work() == []
+    _age(work, minutes=40)
+    assert handoff.stale_work() == [work.pk]

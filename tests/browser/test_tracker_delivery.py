@@ -12,8 +12,7 @@ import urllib.request
 import pytest
 
 from profiles.models import Profile
-from tests.browser.tracker_site import SERVER, Shop, stored_queue, wait_for
-from tests.factories import SiteFactory
+from tests.browser.tracker_site import SERVER, stored_queue, wait_for
 from tracking.models import Event, Session
 
 pytestmark = [
@@ -21,11 +20,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.urls("tests.browser.tracker_site"),
 ]
-
-
-@pytest.fixture
-def shop(live_server, page):
-    return Shop(live_server, SiteFactory(name="Tracker shop"), page)
 
 
 @pytest.fixture

@@ -19,11 +19,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def shop(live_server, page):
-    return Shop(live_server, SiteFactory(name="Tracker shop"), page)
-
-
 def test_a_carma_page_works_after_swapping_only_the_script_url_and_token(shop, page):
     # Carma's documented tag and calls, verbatim but for src and data-token; data-url
     # still names Carma's collector, which must not be called.

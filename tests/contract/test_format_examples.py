@@ -9,15 +9,10 @@ import re
 
 import pytest
 
-from tests.contract.live import Live, events, identities
+from tests.contract.live import events, identities
 from tracking.format_examples import SAMPLE_ANONYMOUS, SAMPLE_COOKIE, SAMPLE_USER, format_examples
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def live(live_server, secret_key) -> Live:
-    return Live(live_server.url, secret_key)
 
 
 @pytest.fixture(params=[False, True], ids=["open", "only-signed"])

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.contract.live import Live, events, identities, stored_counts
+from tests.contract.live import events, identities, stored_counts
 from tests.contract.seed_examples import RAPTOR_ITEM_CLICK as ITEM_CLICK_URL
 from tests.contract.seed_examples import RAPTOR_TRACKING as TRACKING_URL
 from tracking.ingest import raptor
@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MAPPING = {"p1": "event_type", "p2": "product_id", "p3": "category_id", "p7": "user_id"}
 EMAIL = "unicorn@example.com"
-
-
-@pytest.fixture
-def live(live_server, secret_key) -> Live:
-    return Live(live_server.url, secret_key)
 
 
 @pytest.fixture

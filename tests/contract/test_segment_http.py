@@ -20,11 +20,6 @@ from tracking.models import Event
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def key(site) -> str:
-    return site.primary_write_key().key
-
-
 def basic(user: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:".encode()).decode()
 

@@ -10,21 +10,11 @@ import uuid
 
 import pytest
 
-from tests.contract.live import Live, events, stored_counts
+from tests.contract.live import events, stored_counts
 from tests.contract.seed_examples import TRACARDI_FULL as FULL_EXAMPLE
 from tests.contract.seed_examples import TRACARDI_MINIMAL as MINIMAL_EXAMPLE
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-@pytest.fixture
-def live(live_server, secret_key) -> Live:
-    return Live(live_server.url, secret_key)
-
-
-@pytest.fixture
-def key(site) -> str:
-    return site.primary_write_key().key
-
 
 def payload(example: dict, key: str, **changes) -> dict:
     body = copy.deepcopy(example)

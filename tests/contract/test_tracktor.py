@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from tests.contract.live import Live, events, identities, stored_counts
+from tests.contract.live import events, identities, stored_counts
 from tests.contract.seed_examples import TRACKTOR_ALIAS as ALIAS_EXAMPLE
 from tests.contract.seed_examples import TRACKTOR_CART as CART_SAMPLE
 from tests.contract.seed_examples import TRACKTOR_IDENTITY as DOC_IDENTITY
@@ -25,16 +25,6 @@ from tests.contract.seed_examples import TRACKTOR_TRACK_DATA as TRACK_SAMPLE
 from tracking import keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-@pytest.fixture
-def live(live_server, secret_key) -> Live:
-    return Live(live_server.url, secret_key)
-
-
-@pytest.fixture
-def key(site) -> str:
-    return site.primary_write_key().key
-
 
 def as_written(example: str, key: str) -> str:
     """The document's URL with our host and write key, the query untouched."""

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded
 
@@ -175,6 +176,13 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIN
 # of ours (0: never, REMOTE_ADDR is used); write key lookups cached this long (0: off).
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 WRITE_KEY_CACHE_SECONDS = env.int("WRITE_KEY_CACHE_SECONDS", default=0)
+# Segment API requests are queued in the inbox and stored by Celery ("queued"), or stored
+# before the answer ("immediate": no worker needed, a dozen statements per request).
+# Past INGEST_MAX_BACKLOG queued messages (0: no limit) requests get 429 + Retry-After.
+INGEST_MODE = env.str("INGEST_MODE", default="queued")
+if INGEST_MODE not in ("queued", "immediate"):
+    raise ImproperlyConfigured(f"INGEST_MODE must be queued or immediate, not {INGEST_MODE!r}")
+INGEST_MAX_BACKLOG = env.int("INGEST_MAX_BACKLOG", default=2_000_000)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
@@ -216,6 +224,11 @@ CELERY_TIMEZONE = "UTC"
 # Interval schedules reset when beat restarts; each entry expires so a backlog of
 # missed runs never piles up behind a stopped worker.
 CELERY_BEAT_SCHEDULE = {
+    "drain-inbox": {
+        "task": "tracking.tasks.drain_inbox_task",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
     "worker-heartbeat": {
         "task": "tracking.tasks.heartbeat_task",
         "schedule": 60.0,

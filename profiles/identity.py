@@ -103,6 +103,8 @@ class _Batch:
         self.company_changes: set[str] = set()
         self.company_members: set[tuple[str, int]] = set()
         self._next_placeholder = -1
+        self.reserved: dict[int, int] = {}  # placeholder -> reserved database id
+        self.reserved_used: set[int] = set()
 
     # -- loading ---------------------------------------------------------------
 
@@ -194,6 +196,11 @@ class _Batch:
         pid = self._next_placeholder
         self._next_placeholder -= 1
         self.profiles[pid] = _Profile(pid, identified, {}, m.occurred_at, m.occurred_at, new=True)
+        reserved = m.reserved_profile_id
+        if reserved is not None and reserved > 0 and reserved not in self.reserved_used:
+            # A queued request promised this id to its sender (tracking.inbox).
+            self.reserved[pid] = reserved
+            self.reserved_used.add(reserved)
         return pid
 
     def link(self, kind: str, key: str, pid: int) -> None:
@@ -331,6 +338,7 @@ class _Batch:
             created = Profile.objects.bulk_create(
                 [
                     Profile(
+                        id=self.reserved.get(p.id),
                         site=self.site,
                         properties=p.properties,
                         is_identified=p.identified,

@@ -30,6 +30,14 @@ def _clear_events_after_transactional_tests(request, django_db_blocker):
             cursor.execute("TRUNCATE tracking_event")
 
 
+@pytest.fixture(autouse=True)
+def _immediate_ingest(settings):
+    """Requests are stored before the answer (through the inbox row, in one
+    transaction), so tests read what they sent at once; tests of the queue itself
+    (tests/integration/test_inbox.py) set INGEST_MODE = "queued"."""
+    settings.INGEST_MODE = "immediate"
+
+
 @pytest.fixture
 def site(db):
     return SiteFactory(name="Site A")

@@ -305,3 +305,36 @@ class HandlerReceipt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["work", "handler"], name="receipt_work_handler")
         ]
+
+
+class InboxBatch(models.Model):
+    """One accepted tracking request, validated and waiting for the ingestion core.
+
+    The Segment endpoints answer once this row is committed (one INSERT), and Celery
+    drains the inbox in chunks of thousands of messages through ``ingest_batch``'s
+    store step, deleting the rows in the same transaction: a message is stored exactly
+    once, or it is still here. A row that fails on its own is kept with its error
+    (``failed_at``) for an operator to look at and retry in the admin."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    received_at = models.DateTimeField()
+    actor = models.CharField(max_length=300)  # who sent it, for merge records ("write key …")
+    message_count = models.PositiveIntegerField()
+    # Profile ids reserved for people the request names that were not known yet: the
+    # answer promised them, and the profiles made for them take them.
+    reserved = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Messages in the queued form of ``tracking.ingest.schema.to_wire``, as JSON text
+    # (text, not jsonb: nothing queries inside it, and jsonb would parse it twice).
+    messages = models.TextField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "queued request"
+        indexes = [
+            models.Index(fields=["failed_at"], name="inbox_failed", condition=models.Q(failed_at__isnull=False))
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_count} messages received {self.received_at:%Y-%m-%d %H:%M:%S}"

@@ -16,7 +16,7 @@ from django.urls import path, re_path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from tracking import services
+from tracking import inbox, services
 from tracking.http import add_cors_headers, check_origin, client_ip
 from tracking.ingest import segment
 from tracking.ingest.core import ingest_batch
@@ -24,6 +24,8 @@ from tracking.ingest.schema import RequestRejected
 from tracking.models import Site
 
 View = Callable[..., HttpResponse]
+
+RETRY_AFTER_SECONDS = 5  # a full inbox (429): Segment's libraries back off and retry
 
 PREFLIGHT_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Strict-Mode, X-Retry-Count"
 
@@ -71,21 +73,26 @@ def track(request: HttpRequest, endpoint: str) -> HttpResponse:
         parsed = segment.parse_request(body, endpoint=endpoint, client_ip=client_ip(request))
         strict = segment.is_strict(request.GET.get("strict"), request.headers.get("X-Strict-Mode"))
         segment.refuse_invalid(parsed, strict=strict)
+        actor = f"write key {write_key}"
         try:
-            result = ingest_batch(
-                site,
-                parsed.messages,
-                received_at=received_at,
-                actor=f"write key {write_key}",
-                strict=strict,
-            )
+            if inbox.queueable(parsed.messages):
+                result = inbox.submit(
+                    site, parsed.messages, received_at=received_at, actor=actor, strict=strict
+                )
+            else:
+                result = ingest_batch(
+                    site, parsed.messages, received_at=received_at, actor=actor, strict=strict
+                )
         except RequestRejected as exc:
             raise RequestRejected(
                 exc.status, exc.code, exc.message, [*parsed.errors, *exc.errors]
             ) from None
         answer = segment.answer(parsed, result)
     except RequestRejected as exc:
-        return _respond(request, exc.body(), exc.status, site=site)
+        response = _respond(request, exc.body(), exc.status, site=site)
+        if exc.status == 429:
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return _respond(request, answer.body, answer.status, site=site)
 
 

@@ -36,6 +36,7 @@ class PlannedEvent:
     message_id: str | None
     client_session_id: str | None = None
     new_session: bool = False
+    received_at: datetime | None = None  # None: the batch's
     session: _OpenSession | None = None
 
 
@@ -133,6 +134,7 @@ def _open(profile_id, external_id, event, opened, visits, named) -> _OpenSession
             context=event.context,
             occurred_at=event.occurred_at,
             message_id=None,
+            received_at=event.received_at,
             session=session,
         )
     )

@@ -64,3 +64,15 @@ def prune_message_dedupe_task(batch: int = 50_000, max_batches: int = 20) -> int
             if cursor.rowcount < batch:
                 break
     return total
+
+
+@shared_task(ignore_result=True)
+def drain_inbox_task() -> int:
+    """Store queued tracking requests (tracking.inbox) until the inbox stays empty for a
+    moment; past a minute of steady traffic, a fresh task takes over."""
+    from tracking import inbox
+
+    stats = inbox.drain()
+    if stats.timed_out:
+        drain_inbox_task.delay()
+    return stats.messages

@@ -118,6 +118,13 @@ def _retryable(exc: OperationalError) -> bool:
     return sqlstate in {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
+def store(site: Site, messages: list[Message], *, received_at: datetime, actor: str, strict: bool = False) -> IngestResult:
+    """Store validated messages (``occurred_at`` set) in the caller's transaction: the
+    inbox drain's entry (``tracking.inbox``). Raises ConcurrentChange / OperationalError
+    for the caller to retry the transaction."""
+    return _store(site, messages, received_at=received_at, privileged=False, actor=actor, strict=strict)
+
+
 def _store(site: Site, messages: list[Message], *, received_at, privileged, actor, strict) -> IngestResult:
     result = IngestResult()
     fresh = _dedupe(site, messages, received_at)
@@ -153,6 +160,7 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
             message_id=m.message_id,
             client_session_id=m.session_id,
             new_session=m.new_session,
+            received_at=m.received_at,
         )
         for m in fresh
         if m.index in resolution.profile_ids
@@ -233,7 +241,7 @@ def _insert_events(site: Site, events: list[PlannedEvent], received_at: datetime
                         _copy_text(_json(e.properties)),
                         _copy_text(_json(e.context)),
                         e.occurred_at.isoformat(),
-                        received_at.isoformat(),
+                        (e.received_at or received_at).isoformat(),
                         _copy_text(e.message_id) if e.message_id else r"\N",
                     )
                 )

@@ -142,6 +142,10 @@ class Message:
     previous_signature: str | None = None  # alias: signature of previous_id (unused unless both identified)
     index: int = 0  # place in the request, for error reports
     occurred_at: datetime | None = None  # set by the core: the client's time, skew-corrected
+    received_at: datetime | None = None  # when the request arrived (the core's default: now)
+    # Queued messages of a person not known yet: the profile id the answer promised,
+    # taken from the profiles' sequence; the profile made for them gets it.
+    reserved_profile_id: int | None = None
 
     def event_properties(self) -> dict[str, Any]:
         """What the stored event carries: identify and set calls keep their traits, so
@@ -158,6 +162,32 @@ class Message:
         if self.kind in (Kind.TRACK, Kind.CART):
             return self.event or ""
         return EVENT_TYPE[self.kind]
+
+
+# The queued form of a validated message (``tracking.inbox``): its fields in this order,
+# dates as ISO 8601. ``timestamp`` and ``sent_at`` are folded into ``occurred_at`` first.
+WIRE_FIELDS = (
+    "kind", "user_id", "anonymous_id", "profile_id", "session_id", "new_session", "identities",
+    "event", "properties", "traits", "context", "occurred_at", "message_id", "group_id",
+    "previous_id", "signature", "previous_signature", "index", "reserved_profile_id",
+)
+_OCCURRED_AT = WIRE_FIELDS.index("occurred_at")
+_KIND = WIRE_FIELDS.index("kind")
+_IDENTITIES = WIRE_FIELDS.index("identities")
+
+
+def to_wire(message: Message) -> list[Any]:
+    return [getattr(message, name) for name in WIRE_FIELDS]
+
+
+def from_wire(values: list[Any], *, received_at: datetime) -> Message:
+    values = list(values)
+    values[_KIND] = Kind(values[_KIND])
+    values[_OCCURRED_AT] = datetime.fromisoformat(values[_OCCURRED_AT])
+    values[_IDENTITIES] = [tuple(pair) for pair in values[_IDENTITIES]]
+    message = Message(**dict(zip(WIRE_FIELDS, values, strict=True)))
+    message.received_at = received_at
+    return message
 
 
 def is_junk_id(value: str) -> bool:

@@ -1,0 +1,205 @@
+"""The ingestion inbox (tracking.inbox): Segment requests are answered once queued and
+stored by a drain, exactly once, with the profile ids the answer promised."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from unittest import mock
+
+import pytest
+from django.db import connection, connections
+from django.test import Client
+
+from profiles.models import Identity, Profile
+from tests.messages import identify as identify_message
+from tests.messages import ingest
+from tests.worker import celery_worker
+from tracking import inbox, keys
+from tracking.models import Event, InboxBatch, MessageDedupe
+from tracking.tasks import drain_inbox_task
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def queued(settings):
+    settings.INGEST_MODE = "queued"
+    settings.INGEST_MAX_BACKLOG = 0
+    inbox._backlog.update(checked=0.0, full=False)
+    with mock.patch.object(drain_inbox_task, "delay"):  # no broker here: drains are called
+        yield settings
+
+
+def post(site, path, body, **headers):
+    key = site.primary_write_key().key
+    auth = base64.b64encode(f"{key}:".encode()).decode()
+    return Client().post(
+        path, data=json.dumps(body), content_type="application/json",
+        HTTP_AUTHORIZATION=f"Basic {auth}", **headers,
+    )
+
+
+def batch(*messages):
+    return {"batch": list(messages)}
+
+
+def track(event="Product Viewed", n=0, **who):
+    return {"type": "track", "event": event, "messageId": f"t-{event}-{n}-{sorted(who.items())}", **who}
+
+
+def drain_all():
+    return inbox.drain(idle_seconds=0)
+
+
+def test_a_request_is_answered_once_queued_and_stored_by_the_drain(site):
+    response = post(site, "/v1/batch", batch(track(anonymousId="a-1"), track("Signed Up", anonymousId="a-1")))
+
+    assert response.status_code == 200, response.content
+    assert InboxBatch.objects.count() == 1
+    assert not Event.objects.filter(site=site).exists()
+
+    stats = drain_all()
+
+    assert (stats.rows, stats.messages) == (1, 2)
+    assert not InboxBatch.objects.exists()
+    profile = Identity.objects.get(site=site, key="a-1").profile
+    assert response.json()["profile_ids"] == [profile.pk]  # the reserved id became the profile's
+    stored = Event.objects.filter(site=site, profile=profile).values_list("type", flat=True)
+    assert sorted(stored) == ["Product Viewed", "Signed Up", "visited-site"]
+
+
+def test_known_people_are_answered_with_their_profile(site):
+    known = ingest(site, identify_message("u-1", anon="a-1")).profile_ids[0]
+
+    response = post(site, "/v1/track", {"event": "Order Completed", "userId": "u-1", "messageId": "m1"})
+
+    assert response.json()["profile_id"] == known
+    drain_all()
+    assert Event.objects.filter(site=site, profile_id=known, type="Order Completed").count() == 1
+
+
+def test_a_first_identify_keeps_the_anonymous_profile_it_promised(site):
+    visitor = post(site, "/v1/track", track(anonymousId="a-9")).json()["profile_id"]
+    drain_all()
+
+    signed_in = post(site, "/v1/identify", {"userId": "u-9", "anonymousId": "a-9", "traits": {"plan": "pro"}})
+    drain_all()
+
+    assert signed_in.json()["profile_id"] == visitor
+    assert Identity.objects.get(site=site, kind="user", key="u-9").profile_id == visitor
+    assert Profile.objects.get(pk=visitor).properties == {"plan": "pro"}
+
+
+def test_a_retry_before_the_drain_is_stored_once(site):
+    body = batch(track(n=1, anonymousId="a-2"), track(n=2, userId="u-2"))
+    first = post(site, "/v1/batch", body)
+    retry = post(site, "/v1/batch", body, HTTP_X_RETRY_COUNT="1")
+
+    assert first.status_code == retry.status_code == 200
+    assert InboxBatch.objects.count() == 2
+    drain_all()
+
+    assert Event.objects.filter(site=site, type="Product Viewed").count() == 2
+    assert MessageDedupe.objects.filter(site=site).count() == 2
+    people = {Identity.objects.get(site=site, key=k).profile_id for k in ("a-2", "u-2")}
+    assert set(first.json()["profile_ids"]) == people
+
+
+def test_a_full_inbox_answers_429_with_retry_after_and_queues_nothing(site, settings):
+    settings.INGEST_MAX_BACKLOG = 3
+    assert post(site, "/v1/batch", batch(*(track(n=i, anonymousId="a-3") for i in range(4)))).status_code == 200
+    inbox._backlog.update(checked=0.0)
+
+    response = post(site, "/v1/track", track(anonymousId="a-4"))
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == "5"
+    assert response.json()["code"] == "too_many_requests"
+    assert InboxBatch.objects.count() == 1
+    drain_all()
+    inbox._backlog.update(checked=0.0)
+    assert post(site, "/v1/track", track(anonymousId="a-4")).status_code == 200
+
+
+def test_a_bad_signature_is_refused_before_anything_is_queued(site):
+    site.only_signed_data = True
+    site.save()
+
+    unsigned = post(site, "/v1/track", track(userId="u-5"))
+    signed = post(site, "/v1/track", track(userId="u-5", signature=keys.sign_identity(site.signing_secret, "u-5")))
+
+    assert unsigned.status_code == 401
+    assert signed.status_code == 200
+    assert InboxBatch.objects.count() == 1
+
+
+def test_an_alias_is_stored_at_once_so_a_refusal_can_be_answered(site):
+    ingest(site, identify_message("u-a"), identify_message("u-b"))
+
+    response = post(site, "/v1/alias", {"previousId": "u-a", "userId": "u-b"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "previousId"
+    assert not InboxBatch.objects.exists()
+
+
+def test_a_row_that_fails_is_set_aside_and_the_rest_are_stored(site):
+    post(site, "/v1/track", track(anonymousId="a-6"))
+    InboxBatch.objects.create(site=site, received_at="2026-01-01T00:00:00Z", actor="test", message_count=1, messages="[[")
+    post(site, "/v1/track", track("Signed Up", anonymousId="a-6"))
+
+    stats = drain_all()
+
+    assert (stats.rows, stats.failed_rows) == (2, 1)
+    bad = InboxBatch.objects.get()
+    assert bad.failed_at is not None and "JSONDecodeError" in bad.last_error
+    assert Event.objects.filter(site=site, type__in=["Product Viewed", "Signed Up"]).count() == 2
+    assert inbox.retry_failed([bad.pk]) == 1
+    assert InboxBatch.objects.get().failed_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_skips_rows_another_drain_holds(site):
+    post(site, "/v1/track", track(anonymousId="a-7"))
+    post(site, "/v1/track", track("Signed Up", anonymousId="a-8"))
+    first, second = InboxBatch.objects.order_by("id").values_list("id", flat=True)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with connections["default"].cursor() as cursor:  # a connection of this thread
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT 1 FROM tracking_inboxbatch WHERE id = %s FOR UPDATE", [first])
+            held.set()
+            release.wait(10)
+            cursor.execute("ROLLBACK")
+        connections["default"].close()
+
+    other = threading.Thread(target=hold)
+    other.start()
+    held.wait(10)
+    try:
+        stats = inbox.drain(idle_seconds=0)
+    finally:
+        release.set()
+        other.join()
+
+    assert stats.rows == 1
+    assert list(InboxBatch.objects.values_list("id", flat=True)) == [first]
+    assert Event.objects.filter(site=site, type="Signed Up").count() == 1
+    assert connection.in_atomic_block is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_drains_what_the_web_queued(site, tmp_path):
+    with celery_worker(tmp_path) as worker:
+        to_worker = lambda: drain_inbox_task.apply_async(queue=worker.queue)  # noqa: E731
+        with mock.patch.object(drain_inbox_task, "delay", side_effect=to_worker):
+            inbox._wake["at"] = 0.0
+            response = post(site, "/v1/batch", batch(*(track(n=i, anonymousId=f"w-{i}") for i in range(50))))
+        assert response.status_code == 200
+        worker.wait_for(lambda: not InboxBatch.objects.exists())
+    promised = set(response.json()["profile_ids"])
+    stored = set(Event.objects.filter(site=site, type="Product Viewed").values_list("profile_id", flat=True))
+    assert stored == promised and len(stored) == 50

@@ -1,0 +1,404 @@
+"""The ingestion inbox: accept a request with one INSERT, store its events in bulk later.
+
+Why: storing a batch (dedupe, identities, profiles, sessions, events) is a dozen
+statements whatever its size, so a request of one event paid for all of them while
+its client waited. Now a Segment request is validated, its signatures checked and its
+people looked up (so the answer still carries their profile ids), then written to
+``tracking_inboxbatch`` and answered. Celery drains the inbox in chunks of thousands
+of messages through the ingestion core's store step and deletes the rows in the same
+transaction: every accepted message is stored exactly once, or it is still queued.
+
+- ``submit`` is the web side. With ``INGEST_MODE = "immediate"`` (the tests, a site
+  without a worker) it stores the request before answering, through the same queue row.
+- ``drain`` is the worker side: claims chunks with ``FOR UPDATE SKIP LOCKED`` (workers
+  drain side by side), keeps going while rows arrive and stops after a quiet spell.
+- A chunk that fails is retried row by row; a row that fails alone is set aside with its
+  error (``failed_at``; the admin retries it) so it cannot block the rows behind it.
+- Back-pressure: past ``INGEST_MAX_BACKLOG`` queued messages, requests get 429 with
+  ``Retry-After`` and nothing of them is stored.
+
+Alias messages (a refused merge must be reported in the answer) and privileged calls do
+not queue: ``queueable`` says so and the view stores them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from profiles.identity import ConcurrentChange
+from tracking.ingest import core
+from tracking.ingest.schema import Kind, Message, RequestRejected, from_wire, to_wire
+from tracking.models import InboxBatch, Site
+
+log = logging.getLogger(__name__)
+
+CHUNK_MESSAGES = 5000  # messages stored per transaction by a drain
+CHUNK_ROWS = 1000
+IDLE_SECONDS = 2.0  # a drain waits this long for new rows before it ends
+POLL_SECONDS = 0.05
+
+
+def immediate() -> bool:
+    return settings.INGEST_MODE == "immediate"
+
+
+def queueable(messages: list[Message]) -> bool:
+    return all(m.kind is not Kind.ALIAS for m in messages)
+
+
+# --- the web side ------------------------------------------------------------------------
+
+
+def submit(
+    site: Site, messages: list[Message], *, received_at: datetime, actor: str, strict: bool = False
+) -> core.IngestResult:
+    """Queue valid ``messages`` (validated, in request order) and answer for them.
+
+    Raises ``RequestRejected`` for a bad signature (401) or a full inbox (429); then
+    nothing is queued.
+    """
+    for m in messages:
+        m.occurred_at = core.event_time(m, received_at)
+        m.received_at = received_at
+    core.check_signatures(site, messages, privileged=False)
+    if immediate():
+        return _store_now(site, messages, received_at=received_at, actor=actor, strict=strict)
+    _check_backlog()
+    known = _known_people(site, messages)
+    profile_ids, wanted = _promise_profiles(messages, known)
+    row_id, reserved = _insert(site, messages, received_at=received_at, actor=actor, reserve=wanted)
+    for index, slot in list(profile_ids.items()):
+        if slot < 0:  # a reservation slot: -1 is the first
+            profile_ids[index] = reserved[-slot - 1]
+    transaction.on_commit(_wake_drain)
+    log.debug("queued request %s: %s messages", row_id, len(messages))
+    return core.IngestResult(accepted=[m.index for m in messages], profile_ids=profile_ids)
+
+
+def _store_now(site, messages, *, received_at, actor, strict) -> core.IngestResult:
+    """Immediate mode: the same row, stored before the answer (one transaction)."""
+    for attempt in range(core.RETRIES):
+        try:
+            with transaction.atomic():
+                row_id, _ = _insert(site, messages, received_at=received_at, actor=actor, reserve=0)
+                result = _store_rows([row_id], strict=strict)[row_id]
+                InboxBatch.objects.filter(pk=row_id).delete()
+            return result
+        except (ConcurrentChange, OperationalError) as exc:
+            if attempt == core.RETRIES - 1 or (isinstance(exc, OperationalError) and not core._retryable(exc)):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], tuple[int, bool]]:
+    keys = {k for m in messages for k in (m.user_id, m.anonymous_id) if k}
+    keys.update(key for m in messages for _, key in m.identities)
+    if not keys:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.kind, i.key, i.profile_id, p.is_identified
+            FROM profiles_identity i JOIN profiles_profile p ON p.id = i.profile_id
+            WHERE i.site_id = %s AND i.key = ANY(%s)
+            """,
+            [site.pk, list(keys)],
+        )
+        return {(kind, key): (pid, identified) for kind, key, pid, identified in cursor.fetchall()}
+
+
+def _promise_profiles(
+    messages: list[Message], known: dict[tuple[str, str], tuple[int, bool]]
+) -> tuple[dict[int, int], int]:
+    """The profile each message will land on, as the identity rules will decide it with
+    what is known now. A person not known yet gets a reservation slot (-1, -2, …; the
+    ids are taken with the insert); messages of one new person share it. Returns
+    (message index -> profile id or slot, number of slots)."""
+    promised: dict[int, int] = {}
+    slots: dict[tuple[str, str], int] = {}
+
+    def slot_for(keys: list[tuple[str, str]]) -> int:
+        for key in keys:
+            if key in slots:
+                slot = slots[key]
+                break
+        else:
+            slot = -(len(set(slots.values())) + 1)
+        for key in keys:
+            slots.setdefault(key, slot)
+        return slot
+
+    for m in messages:
+        user = ("user", m.user_id) if m.user_id else None
+        others = [("anonymous", m.anonymous_id)] if m.anonymous_id else []
+        others += list(m.identities)
+        current = next((known[k] for k in others if k in known), None)
+        if user and user in known:
+            pid = known[user][0]
+        elif user and user in slots:
+            pid = slots[user]
+        elif user and current is not None and not current[1]:
+            pid = current[0]  # the first identify keeps the anonymous profile
+            known[user] = (pid, True)
+        elif user:
+            pid = slot_for([user])
+        elif current is not None:
+            pid = current[0]
+        elif m.profile_id:
+            pid = m.profile_id
+        else:
+            pid = slot_for(others)
+        promised[m.index] = pid
+        if pid < 0:
+            m.reserved_profile_id = pid
+        else:
+            for key in others:
+                known.setdefault(key, (pid, bool(user)))
+    return promised, len(set(slots.values()))
+
+
+def _insert(site, messages, *, received_at, actor, reserve: int) -> tuple[int, list[int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO tracking_inboxbatch
+                (site_id, received_at, actor, message_count, reserved, messages, attempts, last_error)
+            VALUES (%s, %s, %s, %s,
+                    ARRAY(SELECT nextval(pg_get_serial_sequence('profiles_profile', 'id'))
+                          FROM generate_series(1, %s)),
+                    %s, 0, '')
+            RETURNING id, reserved
+            """,
+            [site.pk, received_at, actor, len(messages), reserve, _dump(messages)],
+        )
+        row_id, reserved = cursor.fetchone()
+    return row_id, reserved
+
+
+def _dump(messages: list[Message]) -> str:
+    return orjson.dumps([to_wire(m) for m in messages]).decode()
+
+
+_backlog = {"checked": 0.0, "full": False}
+
+
+def _check_backlog() -> None:
+    """429 while the inbox holds more than INGEST_MAX_BACKLOG messages (looked up at
+    most once a second per process: the count is an estimate either way)."""
+    limit = settings.INGEST_MAX_BACKLOG
+    if not limit:
+        return
+    now = time.monotonic()
+    if now - _backlog["checked"] >= 1.0:
+        _backlog["checked"] = now
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(sum(message_count), 0) FROM ("
+                " SELECT message_count FROM tracking_inboxbatch WHERE failed_at IS NULL LIMIT %s) q",
+                [limit + 1],
+            )
+            _backlog["full"] = cursor.fetchone()[0] > limit
+    if _backlog["full"]:
+        raise RequestRejected(
+            429, "too_many_requests", "Footprint is catching up with earlier traffic; retry shortly."
+        )
+
+
+_wake = {"at": 0.0}
+
+
+def _wake_drain() -> None:
+    """Enqueue a drain unless this process did less than a second ago (a drain keeps
+    polling for IDLE_SECONDS, so it is still running then). The beat runs one every few
+    seconds as well, so a broker outage delays storage but loses nothing."""
+    now = time.monotonic()
+    if now - _wake["at"] < 1.0:
+        return
+    _wake["at"] = now
+    from tracking.tasks import drain_inbox_task
+
+    core._enqueue(drain_inbox_task)
+
+
+# --- the worker side ----------------------------------------------------------------------
+
+
+@dataclass
+class DrainStats:
+    rows: int = 0
+    messages: int = 0
+    failed_rows: int = 0
+    timed_out: bool = False  # stopped by max_seconds with work still arriving
+
+
+def drain(*, idle_seconds: float = IDLE_SECONDS, max_seconds: float = 60.0) -> DrainStats:
+    """Store queued requests chunk by chunk until none has arrived for ``idle_seconds``
+    (or ``max_seconds`` have passed: the task then enqueues a successor)."""
+    stats = DrainStats()
+    started = last_work = time.monotonic()
+    while True:
+        if time.monotonic() - started >= max_seconds:
+            stats.timed_out = True
+            break
+        rows, messages, failed = drain_chunk()
+        stats.rows += rows
+        stats.messages += messages
+        stats.failed_rows += failed
+        if rows or failed:
+            last_work = time.monotonic()
+        elif time.monotonic() - last_work >= idle_seconds:
+            break
+        else:
+            time.sleep(POLL_SECONDS)
+    return stats
+
+
+_rows_hint = {"rows": 100}  # rows to claim for about CHUNK_MESSAGES (learned per chunk)
+
+
+def drain_chunk() -> tuple[int, int, int]:
+    """Claim the oldest rows no other drain holds (about CHUNK_MESSAGES messages) and
+    store them in one transaction. Returns (rows stored, their messages, rows set aside).
+    A chunk that fails is stored row by row; a row that fails alone is set aside."""
+    claimed: list[int] = []
+    try:
+        return _drain_together(claimed)
+    except Exception:
+        if not claimed:
+            raise
+        log.warning("a chunk of %s queued requests failed; storing them one by one", len(claimed), exc_info=True)
+    rows = messages = failed = 0
+    for row_id in claimed:
+        try:
+            r, m, _ = _drain_together([], only=row_id)
+        except Exception:
+            log.exception("queued request %s failed; set aside", row_id)
+            failed += _set_aside(row_id)
+            continue
+        rows, messages = rows + r, messages + m
+    return rows, messages, failed
+
+
+def _drain_together(claimed: list[int], *, only: int | None = None) -> tuple[int, int, int]:
+    for attempt in range(core.RETRIES):
+        try:
+            with transaction.atomic():
+                claimed[:] = _claim(only)
+                if not claimed:
+                    return 0, 0, 0
+                results = _store_rows(claimed)
+                with connection.cursor() as cursor:
+                    cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [claimed])
+            return len(results), sum(len(r.accepted) + len(r.duplicates) for r in results.values()), 0
+        except (ConcurrentChange, OperationalError) as exc:
+            if attempt == core.RETRIES - 1 or (isinstance(exc, OperationalError) and not core._retryable(exc)):
+                raise
+            log.info("drain retry %s: %s", attempt + 1, exc)
+    raise AssertionError("unreachable")
+
+
+def _claim(only: int | None) -> list[int]:
+    """Lock the oldest queued rows that no other drain holds, in the caller's
+    transaction, and keep a prefix of about CHUNK_MESSAGES messages (at least one row);
+    the rest are released at commit, for the next chunk."""
+    with connection.cursor() as cursor:
+        if only is not None:
+            cursor.execute(
+                "SELECT id, message_count FROM tracking_inboxbatch"
+                " WHERE id = %s AND failed_at IS NULL FOR UPDATE SKIP LOCKED",
+                [only],
+            )
+        else:
+            cursor.execute(
+                "SELECT id, message_count FROM tracking_inboxbatch WHERE failed_at IS NULL"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [_rows_hint["rows"]],
+            )
+        rows = cursor.fetchall()
+    ids, total = [], 0
+    for row_id, count in rows:
+        if ids and total + count > CHUNK_MESSAGES:
+            break
+        ids.append(row_id)
+        total += count
+    if rows and only is None:
+        average = max(1, total // len(ids))
+        _rows_hint["rows"] = max(1, min(CHUNK_ROWS, CHUNK_MESSAGES // average + 1))
+    return ids
+
+
+def _set_aside(row_id: int) -> int:
+    import traceback
+
+    error = traceback.format_exc(limit=5)
+    return InboxBatch.objects.filter(pk=row_id, failed_at__isnull=True).update(
+        failed_at=timezone.now(), last_error=error[-4000:], attempts=F("attempts") + 1
+    )
+
+
+def retry_failed(ids: list[int]) -> int:
+    """Put set-aside rows back in the queue (the admin's action)."""
+    return InboxBatch.objects.filter(pk__in=ids, failed_at__isnull=False).update(failed_at=None)
+
+
+def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.IngestResult]:
+    """Store the messages of inbox rows ``ids`` (in the caller's transaction, which has
+    them locked or made them); rows of a site and sender are stored together, in row
+    order. Returns row id -> result."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id, site_id, received_at, actor, reserved, messages FROM tracking_inboxbatch
+            WHERE id = ANY(%s) ORDER BY id
+            """,
+            [ids],
+        )
+        rows = cursor.fetchall()
+    groups: dict[tuple[int, str], list[tuple[int, list[Message]]]] = defaultdict(list)
+    for row_id, site_id, received_at, actor, reserved, text in rows:
+        messages = [from_wire(values, received_at=received_at) for values in orjson.loads(text)]
+        for m in messages:
+            if m.reserved_profile_id is not None:
+                m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]
+        groups[(site_id, actor)].append((row_id, messages))
+    sites = Site.objects.in_bulk({site_id for site_id, _ in groups})
+    results: dict[int, core.IngestResult] = {}
+    now = timezone.now()
+    for (site_id, actor), batch in groups.items():
+        site = sites.get(site_id)
+        if site is None:  # the site was deleted meanwhile: its data goes with it
+            results.update((row_id, core.IngestResult()) for row_id, _ in batch)
+            continue
+        # Indexes are unique per request; the core needs them unique per call.
+        combined: list[Message] = []
+        owner: list[tuple[int, int]] = []  # per combined message: (row id, its own index)
+        for row_id, messages in batch:
+            for m in messages:
+                owner.append((row_id, m.index))
+                m.index = len(combined)
+                combined.append(m)
+        stored = core.store(site, combined, received_at=now, actor=actor, strict=strict)
+        for row_id, _ in batch:
+            results[row_id] = core.IngestResult()
+        for field_name in ("accepted", "duplicates"):
+            for i in getattr(stored, field_name):
+                row_id, index = owner[i]
+                getattr(results[row_id], field_name).append(index)
+        for i, pid in stored.profile_ids.items():
+            row_id, index = owner[i]
+            results[row_id].profile_ids[index] = pid
+        for error in stored.errors:
+            row_id, index = owner[error.index]
+            error.index = index
+            results[row_id].errors.append(error)
+    return results

@@ -178,11 +178,13 @@ TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 WRITE_KEY_CACHE_SECONDS = env.int("WRITE_KEY_CACHE_SECONDS", default=0)
 # Segment API requests are queued in the inbox and stored by Celery ("queued"), or stored
 # before the answer ("immediate": no worker needed, a dozen statements per request).
-# Past INGEST_MAX_BACKLOG queued messages (0: no limit) requests get 429 + Retry-After.
+# Past INGEST_MAX_BACKLOG queued messages (0: no limit) requests get 429 + Retry-After;
+# at most INGEST_DRAINS Celery tasks store queued requests at once.
 INGEST_MODE = env.str("INGEST_MODE", default="queued")
 if INGEST_MODE not in ("queued", "immediate"):
     raise ImproperlyConfigured(f"INGEST_MODE must be queued or immediate, not {INGEST_MODE!r}")
 INGEST_MAX_BACKLOG = env.int("INGEST_MAX_BACKLOG", default=2_000_000)
+INGEST_DRAINS = env.int("INGEST_DRAINS", default=2)  # drains at once, across all workers
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from tracking import services
 from tracking.admin_forms import SiteAdminForm
 from tracking.format_examples import format_examples
-from tracking.models import Membership, SecretKey, Site, WriteKey
+from tracking.models import InboxBatch, Membership, SecretKey, Site, WriteKey
 from tracking.snippet import tracker_snippet
 
 
@@ -209,6 +209,47 @@ class SecretKeyAdmin(admin.ModelAdmin):
         return False  # issued from the site page, shown once
 
     revoke = _revoke_action("secret")
+
+
+class InboxStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("queued", "Queued"), ("failed", "Set aside (failed)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "queued":
+            return queryset.filter(failed_at__isnull=True)
+        if self.value() == "failed":
+            return queryset.filter(failed_at__isnull=False)
+        return queryset
+
+
+@admin.register(InboxBatch)
+class InboxBatchAdmin(admin.ModelAdmin):
+    """Queued tracking requests: normally gone within a second; a row that failed to
+    store stays here with its error until an operator retries it."""
+
+    list_display = ["id", "site", "received_at", "message_count", "attempts", "failed_at"]
+    list_filter = [InboxStateFilter, "site"]
+    list_select_related = ["site"]
+    readonly_fields = [f.name for f in InboxBatch._meta.fields]
+    actions = ["retry"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Queue the selected failed requests again")
+    def retry(self, request, queryset):
+        from tracking import inbox
+
+        count = inbox.retry_failed(list(queryset.values_list("pk", flat=True)))
+        inbox.wake_drain()
+        self.message_user(request, f"{count} request(s) queued again.", messages.SUCCESS)
 
 
 @admin.register(Membership)

@@ -80,7 +80,7 @@ def submit(
     for index, slot in list(profile_ids.items()):
         if slot < 0:  # a reservation slot: -1 is the first
             profile_ids[index] = reserved[-slot - 1]
-    transaction.on_commit(_wake_drain)
+    transaction.on_commit(wake_drain)
     log.debug("queued request %s: %s messages", row_id, len(messages))
     return core.IngestResult(accepted=[m.index for m in messages], profile_ids=profile_ids)
 
@@ -217,7 +217,7 @@ def _check_backlog() -> None:
 _wake = {"at": 0.0}
 
 
-def _wake_drain() -> None:
+def wake_drain() -> None:
     """Enqueue a drain unless this process did less than a second ago (a drain keeps
     polling for IDLE_SECONDS, so it is still running then). The beat runs one every few
     seconds as well, so a broker outage delays storage but loses nothing."""
@@ -241,10 +241,37 @@ class DrainStats:
     timed_out: bool = False  # stopped by max_seconds with work still arriving
 
 
+DRAIN_LOCK = 0x6670_6472  # advisory lock class of the drain slots ("fpdr")
+
+
 def drain(*, idle_seconds: float = IDLE_SECONDS, max_seconds: float = 60.0) -> DrainStats:
     """Store queued requests chunk by chunk until none has arrived for ``idle_seconds``
-    (or ``max_seconds`` have passed: the task then enqueues a successor)."""
+    (or ``max_seconds`` have passed: the task then enqueues a successor).
+
+    At most INGEST_DRAINS drains run at once, whatever number of tasks were enqueued
+    (each holds one of that many advisory-lock slots); a task that finds every slot
+    taken returns at once: the running drains poll for new rows anyway."""
     stats = DrainStats()
+    slot = _take_slot()
+    if slot is None:
+        return stats
+    try:
+        return _drain(stats, idle_seconds=idle_seconds, max_seconds=max_seconds)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_LOCK, slot])
+
+
+def _take_slot() -> int | None:
+    with connection.cursor() as cursor:
+        for slot in range(settings.INGEST_DRAINS):
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DRAIN_LOCK, slot])
+            if cursor.fetchone()[0]:
+                return slot
+    return None
+
+
+def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float) -> DrainStats:
     started = last_work = time.monotonic()
     while True:
         if time.monotonic() - started >= max_seconds:

@@ -203,3 +203,38 @@ def test_a_real_worker_drains_what_the_web_queued(site, tmp_path):
     promised = set(response.json()["profile_ids"])
     stored = set(Event.objects.filter(site=site, type="Product Viewed").values_list("profile_id", flat=True))
     assert stored == promised and len(stored) == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_more_drains_run_than_the_setting_allows(site, settings):
+    settings.INGEST_DRAINS = 1
+    post(site, "/v1/track", track(anonymousId="a-10"))
+    with connections["default"].cursor():
+        pass
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [inbox.DRAIN_LOCK])
+        assert inbox.drain(idle_seconds=0).rows == 0  # the one slot is taken: nothing drained
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [inbox.DRAIN_LOCK])
+        assert inbox.drain(idle_seconds=0).rows == 1
+    finally:
+        other.close()
+
+
+def test_failed_rows_are_listed_in_the_admin_and_queued_again(site, admin_client):
+    bad = InboxBatch.objects.create(
+        site=site, received_at="2026-01-01T00:00:00Z", actor="test", message_count=1, messages="[[",
+    )
+    drain_all()
+    bad.refresh_from_db()
+    assert bad.failed_at is not None
+
+    listing = admin_client.get("/admin/tracking/inboxbatch/?state=failed")
+    assert listing.status_code == 200 and f">{bad.pk}<" in listing.content.decode()
+    admin_client.post(
+        "/admin/tracking/inboxbatch/", {"action": "retry", "_selected_action": [bad.pk]}, follow=True
+    )
+    bad.refresh_from_db()
+    assert bad.failed_at is None and bad.attempts == 1

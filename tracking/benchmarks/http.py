@@ -52,7 +52,9 @@ class Server:
     kind: str = "gunicorn"  # or "granian"
     workers: int = 2
     port: int = field(default_factory=free_port)
+    drains: int = 2  # Celery worker processes storing what the server queued
     process: subprocess.Popen | None = None
+    worker: subprocess.Popen | None = None
     log_path: Path | None = None
 
     def command(self) -> list[str]:
@@ -70,6 +72,13 @@ class Server:
             "--graceful-timeout", "5",
         ]
 
+    def worker_command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork",
+            "--concurrency", str(self.drains), "--loglevel", "WARNING",
+            "--without-heartbeat", "--without-mingle", "--without-gossip",
+        ]
+
     def start(self, *, timeout: float = 60.0) -> None:
         env = {
             **os.environ,
@@ -80,6 +89,8 @@ class Server:
             # What the README recommends for production (each tracking request looks its
             # write key up; uncached, that lookup was a quarter of a /v1/track request).
             "WRITE_KEY_CACHE_SECONDS": os.environ.get("WRITE_KEY_CACHE_SECONDS", "30"),
+            "INGEST_MODE": "queued",
+            "INGEST_DRAINS": str(self.drains),
         }
         log_dir = BASE_DIR / "bench" / "results"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +98,11 @@ class Server:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command(), cwd=BASE_DIR, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+            )
+        with (log_dir / "worker.log.tmp").open("wb") as log:
+            self.worker = subprocess.Popen(
+                self.worker_command(), cwd=BASE_DIR, env=env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,14 +136,29 @@ class Server:
             return []
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        for process in (self.process, self.worker):
+            if process is None or process.poll() is not None:
+                continue
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def wait_drained(self, timeout: float = 600.0) -> float:
+        """Wait until the inbox is empty (every accepted request stored); returns the
+        wall-clock time (time.time()) when it was seen empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM tracking_inboxbatch WHERE failed_at IS NULL")
+                if cursor.fetchone()[0] == 0:
+                    return time.time()
+            if self.worker is not None and self.worker.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited with {self.worker.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError(f"the inbox was not drained within {timeout:.0f}s")
 
     def __enter__(self) -> Server:
         self.start()
@@ -179,6 +210,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     rss_max_mb: float = 0.0
+    started_at: float = 0.0  # wall clock (time.time()) when the clients started
+    drained_at: float = 0.0  # wall clock when everything accepted was stored
 
     @property
     def requests_per_second(self) -> float:
@@ -195,8 +228,16 @@ class LoadResult:
             return self.latencies[0]
         return statistics.quantiles(self.latencies, n=1000, method="inclusive")[int(q * 1000) - 1]
 
+    @property
+    def stored_per_second(self) -> float:
+        """Accepted events over the time from the first request until all were stored."""
+        span = self.drained_at - self.started_at
+        return self.events_accepted / span if self.drained_at and span > 0 else 0.0
+
     def summary(self) -> dict:
         return {
+            "stored_per_s": round(self.stored_per_second, 1),
+            "drain_lag_s": round(self.drained_at - self.started_at - self.duration, 2) if self.drained_at else None,
             "mode": self.mode,
             "processes": self.processes,
             "duration_s": round(self.duration, 2),
@@ -271,7 +312,8 @@ def run_load(
             collected.append(json.loads(out))
         except ValueError:
             collected.append({"error": f"client exited with {proc.returncode}: {err.decode()[-500:]}"})
-    result = LoadResult(mode=mode, processes=processes, duration=duration)
+    result = LoadResult(mode=mode, processes=processes, duration=duration, started_at=start_at)
+    result.drained_at = server.wait_drained()
     result.rss_max_mb = sampler.stop()
     elapsed = []
     for stats in collected:

@@ -64,15 +64,25 @@ def rows(results: dict) -> list[Row]:
     http = results.get("http") or {}
     batch = http.get("batch")
     if batch:
-        rate = batch["events_per_s"]
+        rate = batch.get("stored_per_s") or batch["events_per_s"]
         target = TARGETS["batch_events_per_s"]
         out.append(
             Row(
-                f"/v1/batch of 100, mixed identities ({batch['processes']} clients)",
+                f"/v1/batch of 100, mixed identities ({batch['processes']} clients): stored "
+                "(first request until the last accepted event is stored)",
                 _n(rate, " events/s"),
                 _ratio(rate, copy),
                 f"≥ {target:,} events/s",
                 _met(rate >= target),
+            )
+        )
+        accepted = batch["events_per_s"]
+        out.append(
+            Row(
+                f"/v1/batch answered (accepted into the inbox); stored {_n(batch.get('drain_lag_s'), ' s', 1)} "
+                "after the clients stopped",
+                _n(accepted, " events/s"),
+                _ratio(accepted, copy),
             )
         )
         out.append(Row("/v1/batch latency p50 / p99", f"{_n(batch['p50_ms'], ' ms', 1)} / {_n(batch['p99_ms'], ' ms', 1)}"))
@@ -90,14 +100,16 @@ def rows(results: dict) -> list[Row]:
     track = http.get("track_max")
     if track:
         rate = track["requests_per_s"]
+        stored = track.get("stored_per_s") or rate
         target = TARGETS["track_requests_per_s"]
         out.append(
             Row(
-                f"/v1/track single events, max ({track['processes']} clients)",
-                _n(rate, " req/s"),
-                _ratio(rate, copy),
+                f"/v1/track single events, max ({track['processes']} clients): answered / stored per s "
+                f"(stored {_n(track.get('drain_lag_s'), ' s', 1)} after the clients stopped)",
+                f"{_n(rate, ' req/s')} / {_n(stored, ' events/s')}",
+                _ratio(min(rate, stored), copy),
                 f"≥ {target:,} req/s",
-                _met(rate >= target),
+                _met(min(rate, stored) >= target),
             )
         )
     paced = http.get("track_paced")

@@ -46,6 +46,8 @@ CHUNK_MESSAGES = 5000  # messages stored per transaction by a drain
 CHUNK_ROWS = 1000
 IDLE_SECONDS = 2.0  # a drain waits this long for new rows before it ends
 POLL_SECONDS = 0.05
+SMALL_CHUNK = 500  # messages; after a smaller chunk the drain waits GATHER_SECONDS
+GATHER_SECONDS = 0.2
 
 
 def immediate() -> bool:
@@ -283,6 +285,9 @@ def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float) -> Dra
         stats.failed_rows += failed
         if rows or failed:
             last_work = time.monotonic()
+            if messages < SMALL_CHUNK:
+                # A trickle (single calls): let it gather, a chunk costs a dozen statements.
+                time.sleep(GATHER_SECONDS)
         elif time.monotonic() - last_work >= idle_seconds:
             break
         else:

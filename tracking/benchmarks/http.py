@@ -51,6 +51,7 @@ class Server:
 
     kind: str = "gunicorn"  # or "granian"
     workers: int = 2
+    threads: int = 1  # gunicorn: >1 runs gthread workers (requests overlap their waits)
     port: int = field(default_factory=free_port)
     drains: int = 2  # Celery worker processes storing what the server queued
     process: subprocess.Popen | None = None
@@ -68,8 +69,8 @@ class Server:
             ]
         return [
             sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers), "--backlog", "2048", "--log-level", "warning",
-            "--graceful-timeout", "5",
+            "--workers", str(self.workers), "--threads", str(self.threads), "--backlog", "2048",
+            "--log-level", "warning", "--graceful-timeout", "5",
         ]
 
     def worker_command(self) -> list[str]:
@@ -90,6 +91,7 @@ class Server:
             # write key up; uncached, that lookup was a quarter of a /v1/track request).
             "WRITE_KEY_CACHE_SECONDS": os.environ.get("WRITE_KEY_CACHE_SECONDS", "30"),
             "INGEST_MODE": "queued",
+            "DATABASE_CONN_HEALTH_CHECKS": os.environ.get("DATABASE_CONN_HEALTH_CHECKS", "false"),
             "INGEST_DRAINS": str(self.drains),
         }
         log_dir = BASE_DIR / "bench" / "results"

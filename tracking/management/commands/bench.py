@@ -55,6 +55,8 @@ class Command(BaseCommand):
         runs.add_argument("--duration", type=float, default=30.0, help="seconds per HTTP phase")
         runs.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
         runs.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+        runs.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread)")
+        runs.add_argument("--drains", type=int, default=2, help="Celery processes storing the inbox")
         runs.add_argument("--batch-clients", type=int, default=8)
         runs.add_argument("--track-clients", type=int, default=8)
         runs.add_argument("--keep", action="store_true", help="keep what the runs stored (default: removed)")
@@ -188,6 +190,8 @@ class Command(BaseCommand):
         out: dict = {
             "server": o["server"],
             "workers": o["workers"],
+            "threads": o["threads"],
+            "drains": o["drains"],
             "duration_s": duration,
             "run_id": run_id,
             "write_key_cache_seconds": int(os.environ.get("WRITE_KEY_CACHE_SECONDS", "30")),
@@ -195,7 +199,7 @@ class Command(BaseCommand):
         since, first_new = timezone.now(), _next_profile_id()
         rss = 0.0
         connection.close()  # the server and clients get their own connections
-        server = http.Server(kind=o["server"], workers=o["workers"])
+        server = http.Server(kind=o["server"], workers=o["workers"], threads=o["threads"], drains=o["drains"])
         self.stdout.write(f"Starting {o['server']} with {o['workers']} workers on port {server.port} …")
         try:
             with server:

@@ -20,16 +20,16 @@ locked (in id order, so concurrent batches cannot deadlock) until it commits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import connection
 
 from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
-from tracking import keys
+from tracking import jsontext, keys
 from tracking.ingest.schema import FieldError, Kind, Message
 from tracking.models import Site
 from tracking.signals import profiles_merged
@@ -117,9 +117,12 @@ class _Batch:
             if m.profile_id:
                 profile_ids.add(m.profile_id)
         if keys_wanted:
-            rows = Identity.objects.filter(site=self.site, key__in=keys_wanted).values_list(
-                "kind", "key", "profile_id"
-            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT kind, key, profile_id FROM profiles_identity WHERE site_id = %s AND key = ANY(%s)",
+                    [self.site.pk, list(keys_wanted)],
+                )
+                rows = cursor.fetchall()
             for kind, key, profile_id in rows:
                 self.ident[(kind, key)] = profile_id
                 profile_ids.add(profile_id)
@@ -169,7 +172,7 @@ class _Batch:
             rows = cursor.fetchall()
         for pid, identified, properties, first_seen, last_seen, merged_into in rows:
             # Django loads jsonb as text from raw cursors (JSONField decodes it itself).
-            self.profiles[pid] = _Profile(pid, identified, json.loads(properties), first_seen, last_seen)
+            self.profiles[pid] = _Profile(pid, identified, orjson.loads(properties), first_seen, last_seen)
             if merged_into is not None:
                 self.parent[pid] = merged_into
         for pid, target in self.parent.items():
@@ -580,7 +583,7 @@ def _max(a, b):
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return jsontext.dumps(value)
 
 
 def _now():

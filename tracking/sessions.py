@@ -9,7 +9,6 @@ current session but never start one.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Any
 
 from django.db import connection
 
+from tracking import jsontext
 from tracking.ingest.schema import Kind
 from tracking.models import Session, Site
 
@@ -251,4 +251,4 @@ def _write_sessions(site: Site, opened: list[_OpenSession], touched: list[_OpenS
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return jsontext.dumps(value)

@@ -9,7 +9,6 @@ the batch size (tests/integration/test_ingest_queries.py holds it to that).
 from __future__ import annotations
 
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
-from tracking import handoff, keys
+from tracking import handoff, jsontext, keys
 from tracking.ingest.schema import FieldError, Message, MessageError, RequestRejected, validate
 from tracking.models import PendingWork, Site
 from tracking.sessions import PlannedEvent, assign_sessions, profiles_of_client_sessions
@@ -238,8 +237,8 @@ def _insert_events(site: Site, events: list[PlannedEvent], received_at: datetime
                         str(e.profile_id),
                         str(e.session.id) if e.session is not None else r"\N",
                         _copy_text(e.type),
-                        _copy_text(_json(e.properties)),
-                        _copy_text(_json(e.context)),
+                        _copy_json(e.properties),
+                        _copy_json(e.context),
                         e.occurred_at.isoformat(),
                         (e.received_at or received_at).isoformat(),
                         _copy_text(e.message_id) if e.message_id else r"\N",
@@ -280,8 +279,11 @@ def _enqueue(task, *args) -> None:
         log.warning("could not enqueue %s%s; the sweep will", task.name, args, exc_info=True)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+def _copy_json(value: Any) -> str:
+    # JSON text holds no raw tab, newline or carriage return (they are escaped inside
+    # strings), so only its backslashes need COPY's escaping.
+    text = jsontext.dumps(value)
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

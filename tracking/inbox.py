@@ -29,13 +29,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from profiles.identity import ConcurrentChange
+from tracking import jsontext
 from tracking.ingest import core
 from tracking.ingest.schema import Kind, Message, RequestRejected, from_wire, to_wire
 from tracking.models import InboxBatch, Site
@@ -89,17 +88,14 @@ def submit(
 
 def _store_now(site, messages, *, received_at, actor, strict) -> core.IngestResult:
     """Immediate mode: the same row, stored before the answer (one transaction)."""
-    for attempt in range(core.RETRIES):
-        try:
-            with transaction.atomic():
-                row_id, _ = _insert(site, messages, received_at=received_at, actor=actor, reserve=0)
-                result = _store_rows([row_id], strict=strict)[row_id]
-                InboxBatch.objects.filter(pk=row_id).delete()
-            return result
-        except (ConcurrentChange, OperationalError) as exc:
-            if attempt == core.RETRIES - 1 or (isinstance(exc, OperationalError) and not core._retryable(exc)):
-                raise
-    raise AssertionError("unreachable")
+
+    def store_row() -> core.IngestResult:
+        row_id, _ = _insert(site, messages, received_at=received_at, actor=actor, reserve=0)
+        result = _store_rows([row_id], strict=strict)[row_id]
+        InboxBatch.objects.filter(pk=row_id).delete()
+        return result
+
+    return core.in_retried_transaction(store_row)
 
 
 def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], tuple[int, bool]]:
@@ -188,7 +184,7 @@ def _insert(site, messages, *, received_at, actor, reserve: int) -> tuple[int, l
 
 
 def _dump(messages: list[Message]) -> str:
-    return orjson.dumps([to_wire(m) for m in messages]).decode()
+    return jsontext.dumps([to_wire(m) for m in messages])
 
 
 _backlog = {"checked": 0.0, "full": False}
@@ -322,21 +318,16 @@ def drain_chunk() -> tuple[int, int, int]:
 
 
 def _drain_together(claimed: list[int], *, only: int | None = None) -> tuple[int, int, int]:
-    for attempt in range(core.RETRIES):
-        try:
-            with transaction.atomic():
-                claimed[:] = _claim(only)
-                if not claimed:
-                    return 0, 0, 0
-                results = _store_rows(claimed)
-                with connection.cursor() as cursor:
-                    cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [claimed])
-            return len(results), sum(len(r.accepted) + len(r.duplicates) for r in results.values()), 0
-        except (ConcurrentChange, OperationalError) as exc:
-            if attempt == core.RETRIES - 1 or (isinstance(exc, OperationalError) and not core._retryable(exc)):
-                raise
-            log.info("drain retry %s: %s", attempt + 1, exc)
-    raise AssertionError("unreachable")
+    def store_chunk() -> tuple[int, int, int]:
+        claimed[:] = _claim(only)
+        if not claimed:
+            return 0, 0, 0
+        results = _store_rows(claimed)
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [claimed])
+        return len(results), sum(len(r.accepted) + len(r.duplicates) for r in results.values()), 0
+
+    return core.in_retried_transaction(store_chunk)
 
 
 def _claim(only: int | None) -> list[int]:
@@ -398,7 +389,7 @@ def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.Inges
         rows = cursor.fetchall()
     groups: dict[tuple[int, str], list[tuple[int, list[Message]]]] = defaultdict(list)
     for row_id, site_id, received_at, actor, reserved, text in rows:
-        messages = [from_wire(values, received_at=received_at) for values in orjson.loads(text)]
+        messages = [from_wire(values, received_at=received_at) for values in jsontext.loads(text)]
         for m in messages:
             if m.reserved_profile_id is not None:
                 m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]

@@ -238,3 +238,14 @@ def test_failed_rows_are_listed_in_the_admin_and_queued_again(site, admin_client
     )
     bad.refresh_from_db()
     assert bad.failed_at is None and bad.attempts == 1
+
+
+def test_values_orjson_refuses_are_queued_and_stored_as_sent(site):
+    huge = 2**70  # JSON and jsonb take it; orjson does not
+    body = track(anonymousId="a-11", properties={"points": huge, "note": "tab\there \\ back"})
+
+    assert post(site, "/v1/track", body).status_code == 200
+    drain_all()
+
+    event = Event.objects.get(site=site, type="Product Viewed")
+    assert event.properties == {"points": huge, "note": "tab\there \\ back"}

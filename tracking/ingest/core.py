@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
@@ -24,6 +25,7 @@ from tracking.models import PendingWork, Site
 from tracking.sessions import PlannedEvent, assign_sessions, profiles_of_client_sessions
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 RETRIES = 4
 
 
@@ -90,19 +92,9 @@ def ingest_batch(
     if not valid:
         return result
 
-    for attempt in range(RETRIES):
-        try:
-            with transaction.atomic():
-                stored = _store(
-                    site, valid, received_at=received_at, privileged=privileged, actor=actor, strict=strict
-                )
-            break
-        except (ConcurrentChange, OperationalError) as exc:
-            # A concurrent batch created the same person, or a deadlock/serialization
-            # failure: the transaction rolled back whole, so running it again is safe.
-            if attempt == RETRIES - 1 or (isinstance(exc, OperationalError) and not _retryable(exc)):
-                raise
-            log.info("ingest retry %s for site %s: %s", attempt + 1, site.pk, exc)
+    stored = in_retried_transaction(
+        lambda: _store(site, valid, received_at=received_at, privileged=privileged, actor=actor, strict=strict)
+    )
     result.accepted = stored.accepted
     result.duplicates = stored.duplicates
     result.errors.extend(stored.errors)
@@ -110,6 +102,21 @@ def ingest_batch(
     result.event_ids = stored.event_ids
     result.errors.sort(key=lambda e: (e.index if e.index is not None else -1))
     return result
+
+
+def in_retried_transaction(work: Callable[[], T]) -> T:
+    """Run ``work`` in a transaction, again when it lost a race: a concurrent batch
+    created the same person (ConcurrentChange), or a deadlock / serialization failure.
+    The transaction rolled back whole, so running it again is safe."""
+    for attempt in range(RETRIES):
+        try:
+            with transaction.atomic():
+                return work()
+        except (ConcurrentChange, OperationalError) as exc:
+            if attempt == RETRIES - 1 or (isinstance(exc, OperationalError) and not _retryable(exc)):
+                raise
+            log.info("ingest retry %s: %s", attempt + 1, exc)
+    raise AssertionError("unreachable")
 
 
 def _retryable(exc: OperationalError) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -300,7 +301,7 @@ def drain_chunk() -> tuple[int, int, int]:
     A chunk that fails is stored row by row; a row that fails alone is set aside."""
     claimed: list[int] = []
     try:
-        return _drain_together(claimed)
+        return (*_drain_together(claimed), 0)
     except Exception:
         if not claimed:
             raise
@@ -308,7 +309,7 @@ def drain_chunk() -> tuple[int, int, int]:
     rows = messages = failed = 0
     for row_id in claimed:
         try:
-            r, m, _ = _drain_together([], only=row_id)
+            r, m = _drain_together([], only=row_id)
         except Exception:
             log.exception("queued request %s failed; set aside", row_id)
             failed += _set_aside(row_id)
@@ -317,15 +318,17 @@ def drain_chunk() -> tuple[int, int, int]:
     return rows, messages, failed
 
 
-def _drain_together(claimed: list[int], *, only: int | None = None) -> tuple[int, int, int]:
-    def store_chunk() -> tuple[int, int, int]:
+def _drain_together(claimed: list[int], *, only: int | None = None) -> tuple[int, int]:
+    """Claim and store one chunk in a (retried) transaction: (rows stored, messages)."""
+
+    def store_chunk() -> tuple[int, int]:
         claimed[:] = _claim(only)
         if not claimed:
-            return 0, 0, 0
+            return 0, 0
         results = _store_rows(claimed)
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [claimed])
-        return len(results), sum(len(r.accepted) + len(r.duplicates) for r in results.values()), 0
+        return len(results), sum(len(r.accepted) + len(r.duplicates) for r in results.values())
 
     return core.in_retried_transaction(store_chunk)
 
@@ -361,8 +364,6 @@ def _claim(only: int | None) -> list[int]:
 
 
 def _set_aside(row_id: int) -> int:
-    import traceback
-
     error = traceback.format_exc(limit=5)
     return InboxBatch.objects.filter(pk=row_id, failed_at__isnull=True).update(
         failed_at=timezone.now(), last_error=error[-4000:], attempts=F("attempts") + 1

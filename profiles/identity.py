@@ -20,7 +20,6 @@ locked (in id order, so concurrent batches cannot deadlock) until it commits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,7 +171,7 @@ class _Batch:
             rows = cursor.fetchall()
         for pid, identified, properties, first_seen, last_seen, merged_into in rows:
             # Django loads jsonb as text from raw cursors (JSONField decodes it itself).
-            self.profiles[pid] = _Profile(pid, identified, json.loads(properties), first_seen, last_seen)
+            self.profiles[pid] = _Profile(pid, identified, jsontext.loads(properties), first_seen, last_seen)
             if merged_into is not None:
                 self.parent[pid] = merged_into
         for pid, target in self.parent.items():

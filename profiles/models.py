@@ -10,13 +10,15 @@ class Profile(models.Model):
     events) so ids handed to clients earlier (Tracardi keeps ours) still resolve.
     """
 
-    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="profiles")
+    # No index of its own on site: every index below starts with it, and each index is
+    # written again on each profile update (last_seen changes, so updates are not HOT).
+    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="profiles", db_index=False)
     properties = models.JSONField(default=dict, blank=True)
     is_identified = models.BooleanField(default=False)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
 
     class Meta:
@@ -27,6 +29,12 @@ class Profile(models.Model):
                 fields=["site", "-last_seen"],
                 name="profile_site_last_seen",
                 condition=models.Q(merged_into__isnull=True),
+            ),
+            # Tombstones only: live profiles (nearly all) have no entry to rewrite.
+            models.Index(
+                fields=["merged_into"],
+                name="profile_merged_into",
+                condition=models.Q(merged_into__isnull=False),
             ),
         ]
 
@@ -55,7 +63,8 @@ class Identity(models.Model):
         EMAIL = "email"
         EXTERNAL = "external"
 
-    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="+")
+    # Indexed as the first column of identity_site_key and identity_site_kind_key.
+    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="+", db_index=False)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     key = models.CharField(max_length=255)

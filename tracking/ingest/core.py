@@ -190,22 +190,30 @@ def _dedupe(site: Site, messages: list[Message], received_at: datetime) -> list[
     for m in messages:
         if m.message_id and m.message_id not in first:
             first[m.message_id] = m
-    claimed: set[str] = set()
+    seen_before: set[str] = set()
     if first:
         with connection.cursor() as cursor:
             # Claimed in sorted order: two overlapping retries then wait for each other
-            # instead of deadlocking.
+            # instead of deadlocking. Only the ids already claimed come back (usually
+            # none), not the thousands claimed now.
             cursor.execute(
                 """
-                INSERT INTO tracking_messagededupe (site_id, message_id, first_seen)
-                SELECT %s, unnest(%s::varchar[]), %s
-                ON CONFLICT DO NOTHING
-                RETURNING message_id
+                WITH wanted AS (SELECT unnest(%s::varchar[]) AS message_id),
+                claimed AS (
+                    INSERT INTO tracking_messagededupe (site_id, message_id, first_seen)
+                    SELECT %s, message_id, %s FROM wanted
+                    ON CONFLICT DO NOTHING
+                    RETURNING message_id
+                )
+                SELECT message_id FROM wanted EXCEPT ALL SELECT message_id FROM claimed
                 """,
-                [site.pk, sorted(first), received_at],
+                [sorted(first), site.pk, received_at],
             )
-            claimed = {row[0] for row in cursor.fetchall()}
-    return [m for m in messages if not m.message_id or (m.message_id in claimed and first[m.message_id] is m)]
+            seen_before = {row[0] for row in cursor.fetchall()}
+    return [
+        m for m in messages
+        if not m.message_id or (first[m.message_id] is m and m.message_id not in seen_before)
+    ]
 
 
 def _release(site: Site, refused: list[Message]) -> None:

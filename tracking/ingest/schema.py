@@ -174,6 +174,7 @@ WIRE_FIELDS = (
 _OCCURRED_AT = WIRE_FIELDS.index("occurred_at")
 _KIND = WIRE_FIELDS.index("kind")
 _IDENTITIES = WIRE_FIELDS.index("identities")
+_KINDS = {kind.value: kind for kind in Kind}  # Kind(value) is an enum lookup: slower
 
 
 def to_wire(message: Message) -> list[Any]:
@@ -182,7 +183,7 @@ def to_wire(message: Message) -> list[Any]:
 
 def from_wire(values: list[Any], *, received_at: datetime) -> Message:
     values = list(values)
-    values[_KIND] = Kind(values[_KIND])
+    values[_KIND] = _KINDS[values[_KIND]]
     values[_OCCURRED_AT] = datetime.fromisoformat(values[_OCCURRED_AT])
     values[_IDENTITIES] = [tuple(pair) for pair in values[_IDENTITIES]]
     message = Message(**dict(zip(WIRE_FIELDS, values, strict=True)))
@@ -237,7 +238,7 @@ def validate(message: Message) -> None:
     for name in ("user_id", "anonymous_id", "group_id", "previous_id", "session_id"):
         value = getattr(message, name)
         if value is not None:
-            setattr(message, name, clean_id(value, _wire_name(name)))
+            setattr(message, name, clean_id(value, _WIRE_NAMES[name]))
     names_a_profile = message.profile_id is not None
     message.profile_id = clean_profile_id(message.profile_id)
     message.identities = [(kind_name, clean_id(key, kind_name, required=True)) for kind_name, key in message.identities]
@@ -268,6 +269,9 @@ def validate(message: Message) -> None:
 def _wire_name(attr: str) -> str:
     head, *rest = attr.split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+_WIRE_NAMES = {name: _wire_name(name) for name in ("user_id", "anonymous_id", "group_id", "previous_id", "session_id")}
 
 
 def check_cart(cart: Any, field_name: str = "cart") -> None:

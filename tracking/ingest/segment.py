@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import zlib
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from tracking import jsontext
 from tracking.ingest.schema import (
     CART_ACTIONS,
     FieldError,
@@ -126,7 +126,7 @@ def decode_body(raw: bytes, *, content_encoding: str = "") -> Body:
     if not raw.strip():
         raise RequestRejected(400, "invalid_json", "The request body is empty")
     try:
-        payload = json.loads(raw, parse_constant=_reject_constant)
+        payload = jsontext.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         # UnicodeDecodeError is a ValueError too.
         raise RequestRejected(
@@ -290,7 +290,7 @@ def _batch_shared(
 
 
 def _check_size(item: Any) -> None:
-    size = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+    size = len(jsontext.dumps_bytes(item))
     if size > MAX_MESSAGE_BYTES:
         raise MessageError(
             WHOLE_MESSAGE, f"message too large: {size} bytes, the limit is {MAX_MESSAGE_BYTES}"

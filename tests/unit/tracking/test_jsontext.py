@@ -1,0 +1,58 @@
+"""tracking.jsontext reads and writes JSON exactly as the standard library does, only
+faster: orjson where it agrees, the standard library where it would not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tracking import jsontext
+
+# JSON values as a client may send them: integers far past 64 bits, floats, any text.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_reads_what_the_standard_library_reads(value):
+    text = json.dumps(value)
+    assert jsontext.loads(text) == json.loads(text)
+    assert jsontext.loads(text.encode()) == json.loads(text.encode())
+
+
+@given(json_values)
+def test_round_trips(value):
+    assert jsontext.loads(jsontext.dumps(value)) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "18446744073709551616",  # 2**64: orjson would read a float
+        "-9223372036854775809",
+        '{"id": 123456789012345678901234567890}',
+        "[1, 9223372036854775807]",  # 19 digits that fit: either reader is exact
+    ],
+)
+def test_integers_past_64_bits_stay_exact(text):
+    value = jsontext.loads(text)
+    assert value == json.loads(text)
+    assert "." not in json.dumps(value) and "e" not in json.dumps(value)
+
+
+def test_what_orjson_refuses_is_read_by_the_standard_library_with_its_options():
+    assert jsontext.loads('"\\ud800"') == "\ud800"  # an unpaired surrogate
+    with pytest.raises(ValueError, match="NaN"):
+        jsontext.loads("[NaN]", parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+    with pytest.raises(json.JSONDecodeError):
+        jsontext.loads("{not json")

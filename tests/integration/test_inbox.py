@@ -249,3 +249,47 @@ def test_values_orjson_refuses_are_queued_and_stored_as_sent(site):
 
     event = Event.objects.get(site=site, type="Product Viewed")
     assert event.properties == {"points": huge, "note": "tab\there \\ back"}
+
+
+def test_a_drain_vacuums_the_inbox_as_it_goes(site, monkeypatch):
+    # Stored rows are deleted: under load their dead versions slowed the claim and
+    # backlog queries until a VACUUM (autovacuum comes at most once a minute).
+    monkeypatch.setattr(inbox, "VACUUM_SECONDS", 0.0)
+    calls = []
+    monkeypatch.setattr(inbox, "vacuum", lambda: calls.append(1))
+    post(site, "/v1/track", track(anonymousId="a-v"))
+
+    stats = drain_all()
+
+    assert stats.rows == 1
+    assert calls, "a drain that stored rows vacuumed the inbox"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_vacuum_runs_outside_a_transaction_and_is_skipped_inside_one(site):
+    from django.db import transaction
+
+    post(site, "/v1/track", track(anonymousId="a-w"))
+    drain_all()
+    inbox.vacuum()  # autocommit: runs (VACUUM refuses to run in a transaction block)
+    with transaction.atomic():
+        inbox.vacuum()  # skipped, not an error
+    assert InboxBatch.objects.count() == 0
+
+
+def test_hot_statements_are_prepared_once_per_connection(site):
+    from django.db import IntegrityError
+
+    from tracking import db
+
+    sql = "SELECT count(*) FROM tracking_inboxbatch WHERE site_id = %s"
+    for _ in range(3):
+        assert db.execute(sql, [site.pk]) == [(0,)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["SELECT count(*) FROM tracking_inboxbatch WHERE site_id = $1%"],
+        )
+        assert cursor.fetchall() == [(3,)]  # prepared once, run three times
+    with pytest.raises(IntegrityError):  # Django's exceptions, as from connection.cursor()
+        db.execute("INSERT INTO tracking_inboxbatch (id) VALUES (NULL)", [])

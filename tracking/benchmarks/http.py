@@ -53,7 +53,7 @@ class Server:
     workers: int = 2
     threads: int = 1  # gunicorn: >1 runs gthread workers (requests overlap their waits)
     port: int = field(default_factory=free_port)
-    drains: int = 2  # Celery worker processes storing what the server queued
+    drains: int = 1  # Celery worker processes storing what the server queued
     process: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -64,7 +64,7 @@ class Server:
             granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
             return [
                 granian, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers), "--blocking-threads", "1", "--no-ws",
+                "--workers", str(self.workers), "--blocking-threads", str(self.threads), "--no-ws",
                 "--backlog", "2048", "--log-level", "warning", app,
             ]
         return [

@@ -121,3 +121,27 @@ def test_load_demo_fills_the_demo_site_once():
     finally:
         for site in Site.objects.filter(name=DEMO_SITE_NAME):
             synthetic.wipe(site)
+
+
+def test_the_cpu_meter_splits_cpu_by_part():
+    import subprocess
+    import sys
+    import time
+
+    from tracking.benchmarks.cpu import CpuMeter
+
+    spin = "import time\nt = time.time()\nwhile time.time() - t < {}: pass"
+    web = subprocess.Popen([sys.executable, "-c", spin.format(2.0)])
+    try:
+        meter = CpuMeter(web_pid=web.pid, drain_pid=None)
+        meter.start()
+        subprocess.run([sys.executable, "-c", spin.format(0.6)], check=True)  # a load client
+        time.sleep(0.3)
+        cores = meter.stop()
+    finally:
+        web.kill()
+        web.wait()
+    assert set(cores) == {"web", "drain", "postgresql", "clients", "other"}
+    assert cores["web"] > 0.2  # it spun the whole time (on a busy machine, part of a core)
+    assert cores["clients"] > 0.1
+    assert cores["drain"] == 0.0

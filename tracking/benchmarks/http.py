@@ -26,7 +26,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
-from tracking.benchmarks import client
+from tracking.benchmarks import client, cpu
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -214,6 +214,7 @@ class LoadResult:
     rss_max_mb: float = 0.0
     started_at: float = 0.0  # wall clock (time.time()) when the clients started
     drained_at: float = 0.0  # wall clock when everything accepted was stored
+    cpu_cores: dict[str, float] = field(default_factory=dict)  # by part, while the clients sent
 
     @property
     def requests_per_second(self) -> float:
@@ -254,6 +255,7 @@ class LoadResult:
             "p99_ms": _round(self.percentile(0.99)),
             "max_ms": _round(max(self.latencies) if self.latencies else None),
             "worker_rss_max_mb": round(self.rss_max_mb, 1),
+            "cpu_cores": self.cpu_cores,
             "failure_samples": self.samples[:5],
             "client_errors": self.errors[:5],
         }
@@ -307,6 +309,12 @@ def run_load(
         proc.stdin = None  # communicate() must not flush it again
     sampler = RssSampler(server)
     sampler.start()
+    meter = cpu.CpuMeter(
+        web_pid=server.process.pid if server.process else None,
+        drain_pid=server.worker.pid if server.worker else None,
+    )
+    time.sleep(max(0.0, start_at - time.time()))
+    meter.start()
     collected = []
     for proc in procs:
         out, err = proc.communicate(timeout=duration + 120)
@@ -315,6 +323,7 @@ def run_load(
         except ValueError:
             collected.append({"error": f"client exited with {proc.returncode}: {err.decode()[-500:]}"})
     result = LoadResult(mode=mode, processes=processes, duration=duration, started_at=start_at)
+    result.cpu_cores = meter.stop()
     result.drained_at = server.wait_drained()
     result.rss_max_mb = sampler.stop()
     elapsed = []

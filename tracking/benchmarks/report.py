@@ -137,6 +137,11 @@ def rows(results: dict) -> list[Row]:
                 _met(overload["p99_ms"] is not None and overload["p99_ms"] < TARGETS["track_paced_p99_ms"]),
             )
         )
+    for key, label in (("batch", "/v1/batch"), ("track_max", "/v1/track max")):
+        cores = (http.get(key) or {}).get("cpu_cores")
+        if cores:
+            split = ", ".join(f"{part} {value:.2f}" for part, value in cores.items())
+            out.append(Row(f"{label}: CPU by part while the clients sent (cores)", split))
     rss = http.get("worker_rss_max_mb")
     if rss:
         target = TARGETS["worker_rss_mb"]

@@ -1,0 +1,71 @@
+"""Where a bench phase's CPU went, by part: the web workers, the drain (Celery),
+PostgreSQL, the load clients and the rest of the machine, in cores (CPU seconds over
+wall seconds).
+
+On a 2-core machine every part shares the cores, so a throughput figure alone does not
+say what to make cheaper; this does ("web 1.1 cores, PostgreSQL 0.44, clients 0.16" is
+what pointed at the web tier for /v1/track)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+
+def _cpu_seconds() -> dict[int, tuple[float, str]]:
+    """pid -> (CPU seconds so far, process name) for every process we may read."""
+    found = {}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is not None:
+            found[proc.pid] = (times.user + times.system, proc.info["name"] or "")
+    return found
+
+
+def _descendants(pid: int | None) -> set[int]:
+    if not pid:
+        return set()
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(child.pid for child in root.children(recursive=True))}
+    except psutil.Error:
+        return set()
+
+
+class CpuMeter:
+    """``start()`` when the clients begin, ``stop()`` once they are done and reaped (they
+    are this process's children, so their CPU is read from ``os.times``)."""
+
+    def __init__(self, *, web_pid: int | None, drain_pid: int | None):
+        self.roots = {"web": web_pid, "drain": drain_pid}
+        self.before: dict[int, tuple[float, str]] = {}
+        self.children_before = 0.0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.before = _cpu_seconds()
+        times = os.times()
+        self.children_before = times.children_user + times.children_system
+        self.started = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used by each part since ``start``."""
+        after = _cpu_seconds()
+        seconds = time.monotonic() - self.started
+        if seconds <= 0:
+            return {}
+        times = os.times()
+        used = {"web": 0.0, "drain": 0.0, "postgresql": 0.0, "clients": 0.0, "other": 0.0}
+        used["clients"] = times.children_user + times.children_system - self.children_before
+        members = {role: _descendants(root) for role, root in self.roots.items()}
+        for pid, (cpu, name) in after.items():
+            spent = cpu - self.before[pid][0] if pid in self.before else cpu
+            if spent <= 0:
+                continue
+            part = next((role for role, pids in members.items() if pid in pids), None)
+            if part is None:
+                part = "postgresql" if name.startswith("postgres") else "other"
+            used[part] += spent
+        return {part: round(value / seconds, 2) for part, value in used.items()}

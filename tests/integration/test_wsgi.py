@@ -1,0 +1,74 @@
+"""config.wsgi: the tracking API under /v1/ is served through a lean handler (only
+SecurityMiddleware); every other path through Django's full middleware chain. Driven at
+the WSGI level, as gunicorn calls it (Django's test client has its own handler)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from config import wsgi
+from tracking.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the handler manages connections
+
+
+def call(method, path, body=b"", **headers):
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path}
+    setup_testing_defaults(environ)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    if "HTTP_CONTENT_TYPE" in environ:
+        environ["CONTENT_TYPE"] = environ.pop("HTTP_CONTENT_TYPE")
+    seen = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        seen["status"] = int(status.split()[0])
+        seen["headers"] = dict(response_headers)
+
+    chunks = wsgi.application(environ, start_response)
+    try:
+        seen["body"] = b"".join(chunks)
+    finally:
+        chunks.close()
+    return seen
+
+
+def test_a_tracking_call_goes_through_the_lean_handler_and_is_stored(site):
+    key = site.primary_write_key().key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    body = json.dumps({"type": "track", "event": "Lean Call", "anonymousId": "a-lean", "messageId": "m-lean"})
+
+    answer = call("POST", "/v1/track", body.encode(), authorization=auth, content_type="application/json")
+
+    assert answer["status"] == 200, answer["body"]
+    assert json.loads(answer["body"])["profile_ids"]
+    assert answer["headers"]["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware ran
+    assert int(answer["headers"]["Content-Length"]) == len(answer["body"])  # CommonMiddleware ran
+    assert "Set-Cookie" not in answer["headers"]
+    assert "Cookie" not in answer["headers"].get("Vary", "")  # no session middleware
+    assert Event.objects.filter(site=site, type="Lean Call").count() == 1
+
+
+def test_the_tracking_api_still_answers_preflights_settings_and_errors(site):
+    key = site.primary_write_key().key
+    preflight = call("OPTIONS", "/v1/batch", origin="https://shop.example", access_control_request_method="POST")
+    assert preflight["status"] == 204
+    assert preflight["headers"]["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    assert call("GET", f"/v1/projects/{key}/settings")["status"] == 200
+    assert call("GET", f"/v1/tracker-config/{key}")["status"] == 200
+    bad = call("POST", "/v1/track", b"{not json", content_type="application/json")
+    assert bad["status"] == 400 and json.loads(bad["body"])["code"] == "invalid_json"
+
+
+def test_other_paths_keep_the_full_chain(site):
+    login = call("GET", "/admin/login/")
+    assert login["status"] == 200
+    assert "csrftoken" in login["headers"].get("Set-Cookie", "")  # CSRF middleware ran
+    assert login["headers"]["X-Frame-Options"] == "DENY"
+    assert wsgi.tracking_application is not wsgi.django_application

@@ -198,6 +198,8 @@ class Command(BaseCommand):
         }
         since, first_new = timezone.now(), _next_profile_id()
         rss = 0.0
+        self.stdout.write("Vacuuming the tables an ingest writes …")
+        http.vacuum_written_tables()
         connection.close()  # the server and clients get their own connections
         server = http.Server(kind=o["server"], workers=o["workers"], threads=o["threads"], drains=o["drains"])
         self.stdout.write(f"Starting {o['server']} with {o['workers']} workers on port {server.port} …")

@@ -92,6 +92,41 @@ def test_a_first_identify_keeps_the_anonymous_profile_it_promised(site):
     assert Profile.objects.get(pk=visitor).properties == {"plan": "pro"}
 
 
+def test_someone_else_signing_in_on_an_identified_browser_is_promised_a_new_profile(site):
+    first = ingest(site, identify_message("u-10", anon="a-10")).profile_ids[0]
+
+    switched = post(site, "/v1/identify", {"userId": "u-11", "anonymousId": "a-10", "messageId": "s1"})
+    drain_all()
+
+    promised = switched.json()["profile_id"]
+    assert promised != first  # a switch, not a merge: the browser's profile is identified
+    assert Identity.objects.get(site=site, kind="user", key="u-11").profile_id == promised
+    assert Identity.objects.get(site=site, kind="user", key="u-10").profile_id == first
+
+
+def test_promises_in_one_request_follow_the_rules_message_by_message(site):
+    known = ingest(site, identify_message("u-12", anon="a-12")).profile_ids[0]
+    visitor = post(site, "/v1/track", track(anonymousId="a-13")).json()["profile_id"]
+    drain_all()
+
+    answer = post(site, "/v1/batch", batch(
+        track(n=1, anonymousId="a-13"),  # the visitor
+        {"type": "identify", "userId": "u-13", "anonymousId": "a-13", "messageId": "i13"},  # signs in: kept
+        track(n=2, userId="u-13"),  # now known by the user id promised above
+        track(n=3, anonymousId="a-12"),  # an identified person's browser
+        {"type": "identify", "userId": "u-14", "anonymousId": "a-12", "messageId": "i14"},  # switch
+    )).json()
+    drain_all()
+
+    # Each distinct profile once, in message order: the visitor (kept on sign-in and then
+    # named by the user id), the identified person, and a new person for the switch.
+    assert len(answer["profile_ids"]) == 3
+    first, second, new = answer["profile_ids"]
+    assert (first, second) == (visitor, known) and new not in (known, visitor)
+    stored = {i.key: i.profile_id for i in Identity.objects.filter(site=site, kind="user")}
+    assert stored["u-13"] == visitor and stored["u-14"] == new
+
+
 def test_a_retry_before_the_drain_is_stored_once(site):
     body = batch(track(n=1, anonymousId="a-2"), track(n=2, userId="u-2"))
     first = post(site, "/v1/batch", body)

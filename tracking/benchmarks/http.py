@@ -387,10 +387,10 @@ def cleanup_run(site_id: int, since, first_new_profile: int) -> None:
     vacuum_written_tables()
 
 
-# What an ingest writes (and a cleanup deletes). Vacuumed before and after the HTTP
-# phases: otherwise autovacuum clears the previous run's dead rows during the next one
-# and its CPU lands in that run's figures (/v1/track varied 1,170-1,590 req/s from run
-# to run on the same code before this).
+# What an ingest writes (and a cleanup deletes). Vacuumed before the HTTP phases, between
+# the batch and track phases and after the cleanup: otherwise autovacuum clears one run's
+# or phase's dead rows during the next one and its CPU lands in that one's figures
+# (/v1/track varied 1,170-1,590 req/s from run to run on the same code before this).
 WRITTEN_TABLES = (
     "profiles_profile", "profiles_identity", "profiles_profilemerge", "tracking_session",
     "tracking_event", "tracking_messagededupe", "tracking_pendingwork", "tracking_inboxbatch",

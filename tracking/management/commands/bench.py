@@ -225,6 +225,10 @@ class Command(BaseCommand):
                     connection.close()
                 track_rate = None
                 if "track" in phases:
+                    # The batch phase's dead rows (profile updates, deleted inbox rows) are
+                    # vacuumed first, so autovacuum does not clear them during this phase.
+                    http.vacuum_written_tables()
+                    connection.close()
                     self.stdout.write(f"/v1/track single events for {duration:.0f} s with {o['track_clients']} clients …")
                     spy = self._spy(server, "track", duration, o)
                     track = http.run_load(server, mode="track", processes=o["track_clients"], **common)

@@ -328,3 +328,26 @@ def test_hot_statements_are_prepared_once_per_connection(site):
         assert cursor.fetchall() == [(3,)]  # prepared once, run three times
     with pytest.raises(IntegrityError):  # Django's exceptions, as from connection.cursor()
         db.execute("INSERT INTO tracking_inboxbatch (id) VALUES (NULL)", [])
+
+
+def test_queued_text_is_compressed_with_lz4_where_the_server_has_it(site):
+    import importlib
+
+    migration = importlib.import_module("tracking.migrations.0008_inbox_lz4")
+    with connection.cursor() as cursor:
+        lz4 = migration.has_lz4(cursor)
+        cursor.execute(
+            "SELECT attstorage, attcompression FROM pg_attribute"
+            " WHERE attrelid = 'tracking_inboxbatch'::regclass AND attname = 'messages'"
+        )
+        storage, compression = cursor.fetchone()
+    assert (storage, compression) == (("m", "l") if lz4 else ("e", ""))
+
+    many = [
+        {"type": "track", "event": "Product Viewed", "anonymousId": "a-lz4", "messageId": f"lz4-{i}",
+         "properties": {"sku": f"SKU-{i}", "note": "x" * 200}}
+        for i in range(100)
+    ]
+    assert post(site, "/v1/batch", batch(*many)).status_code == 200
+    drain_all()
+    assert Event.objects.filter(site=site, profile__identities__key="a-lz4").count() == 101  # + visited-site

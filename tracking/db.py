@@ -31,3 +31,14 @@ def execute(sql: str, params: Sequence[Any]) -> list[tuple]:
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall() if cursor.description is not None else []
+
+
+def vacuum(tables: Sequence[str], *, options: str = "") -> bool:
+    """VACUUM ``tables`` (names from code, never from input) with ``options`` such as
+    "SKIP_LOCKED" or "ANALYZE". VACUUM cannot run inside a transaction block (the
+    tests' own, say): there it is skipped. Returns whether it ran."""
+    if connection.in_atomic_block:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM {f'({options}) ' if options else ''}{', '.join(tables)}")
+    return True

@@ -323,11 +323,8 @@ def vacuum() -> None:
     key fill with dead rows faster than autovacuum (at most once a minute) clears them,
     and the claim and backlog queries walked over them: 17 and 62 ms a call after a
     minute of /v1/track traffic (pg_stat_statements), a few ms once vacuumed."""
-    if connection.in_atomic_block:  # VACUUM cannot run in a transaction (the tests')
-        return
-    with connection.cursor() as cursor:
-        # SKIP_LOCKED: when autovacuum is at it already, leave it be rather than wait.
-        cursor.execute("VACUUM (SKIP_LOCKED) tracking_inboxbatch")
+    # SKIP_LOCKED: when autovacuum is at it already, leave it be rather than wait.
+    db.vacuum(["tracking_inboxbatch"], options="SKIP_LOCKED")
 
 
 _rows_hint = {"rows": 100}  # rows to claim for about CHUNK_MESSAGES (learned per chunk)

@@ -26,6 +26,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
+from tracking import db
 from tracking.benchmarks import client, cpu
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -398,7 +399,4 @@ WRITTEN_TABLES = (
 
 
 def vacuum_written_tables() -> None:
-    if connection.in_atomic_block:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE) {', '.join(WRITTEN_TABLES)}")
+    db.vacuum(WRITTEN_TABLES, options="ANALYZE")

@@ -6,9 +6,10 @@ from profiles.urls import api_urls as profiles_api
 from profiles.urls import page_urls as profiles_pages
 from tracking import api as tracking_api
 from tracking import format_views as tracking_formats
-from tracking import segment_views
 from tracking import views as tracking_views
 from tracking.app_urls import page_urls as tracking_pages
+
+from . import urls_tracking
 
 # Marketer pages of every app share the "app" namespace under /app/.
 app_pages = (tracking_pages + profiles_pages, "app")
@@ -19,10 +20,9 @@ urlpatterns = [
     path("app/", include(app_pages, namespace="app")),
     path("api/v1/", include(tracking_api.urlpatterns)),
     path("api/v1/", include(profiles_api)),
-    path("v1/", include(segment_views.urlpatterns)),  # Segment tracking API
-    # The JS tracker: its site config, a URL carrying the write key (Tracktor's snippet), and
-    # older versions' URLs (pasted snippets outlive releases) redirected to the current one.
-    path("v1/tracker-config/<str:write_key>", tracking_views.tracker_config, name="tracker-config"),
+    *urls_tracking.urlpatterns,  # /v1/: the Segment tracking API and the tracker's config
+    # The JS tracker: a URL carrying the write key (Tracktor's snippet), and older
+    # versions' URLs (pasted snippets outlive releases) redirected to the current one.
     path("tracker/<str:write_key>.js", tracking_views.tracker_script, name="tracker-script"),
     re_path(r"^static/tracker/(?P<version>[0-9a-f]{12})/footprint\.js$", tracking_views.tracker_version),
     path("track", tracking_formats.track, name="track"),  # Tracardi (POST) and Tracktor (GET)

@@ -20,11 +20,17 @@ from django.middleware.security import SecurityMiddleware
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 TRACKING_PREFIX = "/v1/"
+TRACKING_URLCONF = "config.urls_tracking"  # the patterns under TRACKING_PREFIX only
 
 
 class TrackingAPIHandler(WSGIHandler):
     """Django's WSGI handler (signals, connection handling, error responses) with only
-    SecurityMiddleware and CommonMiddleware, in settings.MIDDLEWARE's order."""
+    SecurityMiddleware and CommonMiddleware, in settings.MIDDLEWARE's order, resolving
+    against the /v1/ URLconf alone."""
+
+    def get_response(self, request):
+        request.urlconf = TRACKING_URLCONF
+        return super().get_response(request)
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []

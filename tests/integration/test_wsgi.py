@@ -72,3 +72,14 @@ def test_other_paths_keep_the_full_chain(site):
     assert "csrftoken" in login["headers"].get("Set-Cookie", "")  # CSRF middleware ran
     assert login["headers"]["X-Frame-Options"] == "DENY"
     assert wsgi.tracking_application is not wsgi.django_application
+
+
+def test_the_lean_handler_resolves_against_the_v1_urlconf_which_holds_every_v1_route(site):
+    from django.urls import get_resolver
+
+    lean = get_resolver(wsgi.TRACKING_URLCONF)
+    v1_routes = [p for p in get_resolver().url_patterns if str(p.pattern).startswith("v1/")]
+    assert v1_routes and all(p in lean.url_patterns for p in v1_routes)  # none only in the site's
+    assert not any(str(p.pattern).startswith("admin/") for p in lean.url_patterns)
+    # Not a /v1/ path in the lean URLconf: 404 rather than the site's page.
+    assert call("GET", "/v1/admin/")["status"] == 404

@@ -1,7 +1,7 @@
 """HTTP ingestion against the real server: start it, drive it, watch it, check the database.
 
-The server is gunicorn (sync workers, one per core by default) or granian (WSGI), run
-on a free local port against the same database as the bench command. Clients are
+The server is granian (WSGI, what ``make run`` serves with) or gunicorn (gthread), one
+worker per core by default, run on a free local port against the same database as the bench command. Clients are
 separate processes (``client``), started together and stopped on the same clock. Web
 worker memory is sampled with psutil while the clients run.
 """
@@ -50,9 +50,9 @@ def free_port() -> int:
 class Server:
     """A web server process group serving config.wsgi on 127.0.0.1:<port>."""
 
-    kind: str = "gunicorn"  # or "granian"
+    kind: str = "granian"  # or "gunicorn"
     workers: int = 2
-    threads: int = 1  # gunicorn: >1 runs gthread workers (requests overlap their waits)
+    threads: int = 1  # granian's blocking threads; gunicorn: >1 runs gthread workers
     port: int = field(default_factory=free_port)
     drains: int = 1  # Celery worker processes storing what the server queued
     process: subprocess.Popen | None = None

@@ -53,7 +53,7 @@ class Command(BaseCommand):
         runs.add_argument("--skip-http", action="store_true")
         runs.add_argument("--phases", default=",".join(PHASES), help="HTTP phases: batch,track,paced")
         runs.add_argument("--duration", type=float, default=30.0, help="seconds per HTTP phase")
-        runs.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
+        runs.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
         runs.add_argument("--workers", type=int, default=os.cpu_count() or 2)
         runs.add_argument("--threads", type=int, default=4, help="threads per web worker (gunicorn gthread, granian blocking threads)")
         runs.add_argument("--drains", type=int, default=1, help="Celery processes storing the inbox (INGEST_DRAINS)")
@@ -303,7 +303,10 @@ def _machine() -> dict:
         cursor.execute("SHOW server_version")
         version = cursor.fetchone()[0]
         values = {}
-        for name in ("shared_buffers", "work_mem", "random_page_cost", "synchronous_commit", "max_wal_size"):
+        for name in (
+            "shared_buffers", "work_mem", "random_page_cost", "synchronous_commit", "max_wal_size",
+            "wal_compression",  # pglz cost the session insert 7x its time (full-page images)
+        ):
             cursor.execute(f"SHOW {name}")
             values[name] = cursor.fetchone()[0]
     return {

@@ -10,8 +10,13 @@ transaction: every accepted message is stored exactly once, or it is still queue
 
 - ``submit`` is the web side. With ``INGEST_MODE = "immediate"`` (the tests, a site
   without a worker) it stores the request before answering, through the same queue row.
-- ``drain`` is the worker side: claims chunks with ``FOR UPDATE SKIP LOCKED`` (workers
-  drain side by side), keeps going while rows arrive and stops after a quiet spell.
+- ``drain`` is the worker side: claims chunks with ``FOR UPDATE SKIP LOCKED``, keeps
+  going while rows arrive and stops after a quiet spell.
+- Lanes: with ``INGEST_DRAINS`` above one, a request's messages are queued in one row per
+  lane, a lane per person (``lanes``), and drain k stores the lanes ``lane % INGEST_DRAINS
+  = k``. Drains then rarely touch the same profiles: without lanes, two drains stored less
+  than one, waiting on each other's profile locks and redoing chunks that lost a race
+  (a visitor's events in one chunk, their identify in the other's).
 - A chunk that fails is retried row by row; a row that fails alone is set aside with its
   error (``failed_at``; the admin retries it) so it cannot block the rows behind it.
 - Back-pressure: past ``INGEST_MAX_BACKLOG`` queued messages, requests get 429 with
@@ -23,9 +28,11 @@ not queue: ``queueable`` says so and the view stores them at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,13 +85,23 @@ def submit(
         return _store_now(site, messages, received_at=received_at, actor=actor, strict=strict)
     _check_backlog()
     known = _known_people(site, messages)
-    profile_ids, wanted = _promise_profiles(messages, known)
-    row_id, reserved = _insert(site, messages, received_at=received_at, actor=actor, reserve=wanted)
+    profile_ids, _ = _promise_profiles(messages, known)
+    groups = _by_lane(messages, settings.INGEST_DRAINS)
+    taken: dict[int, int] = {}  # reservation slot -> the profile id reserved for it
+    # A request split over lanes is queued whole or not at all; one row needs no
+    # transaction of its own (BEGIN and COMMIT would be two more round trips).
+    with transaction.atomic() if len(groups) > 1 else contextlib.nullcontext():
+        for lane, group in groups.items():
+            local = _local_slots(group)
+            _, reserved = _insert(
+                site, group, received_at=received_at, actor=actor, reserve=len(local), lane=lane
+            )
+            taken.update((slot, reserved[-mine - 1]) for slot, mine in local.items())
     for index, slot in list(profile_ids.items()):
         if slot < 0:  # a reservation slot: -1 is the first
-            profile_ids[index] = reserved[-slot - 1]
+            profile_ids[index] = taken[slot]
     transaction.on_commit(wake_drain)
-    log.debug("queued request %s: %s messages", row_id, len(messages))
+    log.debug("queued request: %s messages in %s lanes", len(messages), len(groups))
     return core.IngestResult(accepted=[m.index for m in messages], profile_ids=profile_ids)
 
 
@@ -188,20 +205,96 @@ def _promise_profiles(
     return promised, len(set(slots.values()))
 
 
-def _insert(site, messages, *, received_at, actor, reserve: int) -> tuple[int, list[int]]:
+def _insert(site, messages, *, received_at, actor, reserve: int, lane: int = 0) -> tuple[int, list[int]]:
     [(row_id, reserved)] = db.execute(
         """
         INSERT INTO tracking_inboxbatch
-            (site_id, received_at, actor, message_count, reserved, messages, attempts, last_error)
-        VALUES (%s, %s, %s, %s,
+            (site_id, received_at, actor, message_count, lane, reserved, messages, attempts, last_error)
+        VALUES (%s, %s, %s, %s, %s,
                 ARRAY(SELECT nextval(pg_get_serial_sequence('profiles_profile', 'id'))
                       FROM generate_series(1, %s::int)),
                 %s, 0, '')
         RETURNING id, reserved
         """,
-        [site.pk, received_at, actor, len(messages), reserve, _dump(messages)],
+        [site.pk, received_at, actor, len(messages), lane, reserve, _dump(messages)],
     )
     return row_id, reserved
+
+
+# Which id of a person names their lane: the device's anonymous id first, so a visitor's
+# events and the identify that merges them into a known person share a lane (the merge
+# and the visitor's events then never race), then the other ids.
+_LANE_ID_RANK = {"anonymous": 0, "cookie": 1, "email": 2, "external": 3, "user": 4, "profile": 5, "session": 6}
+
+
+def lanes(messages: list[Message], count: int) -> list[int]:
+    """The lane (0 … count-1) of each message. Messages that share an id within the request
+    (a visitor, their identify, their events after it) are one component and share a lane,
+    so the identity rules see them in request order; a component's lane comes from its
+    best-ranked id (``_LANE_ID_RANK``, then the smallest), so a person keeps theirs from
+    request to request. A stable hash (crc32): every web process and drain agrees."""
+    if count <= 1:
+        return [0] * len(messages)
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    ids = [_lane_ids(m) for m in messages]
+    for own in ids:
+        for other in own[1:]:
+            a, b = find(own[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    best: dict[tuple[str, str], tuple[int, str, str]] = {}
+    for own in ids:
+        for kind, key in own:
+            root = find((kind, key))
+            candidate = (_LANE_ID_RANK.get(kind, 4), kind, key)
+            if root not in best or candidate < best[root]:
+                best[root] = candidate
+    out = []
+    for own in ids:
+        if not own:
+            out.append(0)
+            continue
+        _, kind, key = best[find(own[0])]
+        out.append(zlib.crc32(f"{kind}:{key}".encode()) % count)
+    return out
+
+
+def _lane_ids(m: Message) -> list[tuple[str, str]]:
+    found = [("user", m.user_id)] if m.user_id else []
+    found += _other_ids(m)
+    if m.profile_id:
+        found.append(("profile", str(m.profile_id)))
+    if m.session_id:
+        found.append(("session", m.session_id))
+    return found
+
+
+def _by_lane(messages: list[Message], count: int) -> dict[int, list[Message]]:
+    """Messages grouped by lane, in request order within each."""
+    groups: dict[int, list[Message]] = {}
+    for m, lane in zip(messages, lanes(messages, count), strict=True):
+        groups.setdefault(lane, []).append(m)
+    return groups
+
+
+def _local_slots(group: list[Message]) -> dict[int, int]:
+    """Renumber the reservation slots a lane's messages use (-1, -2, … within its row,
+    whose ``reserved`` array holds only its own): request slot -> row slot. A new person
+    is one component, so their slot is in one lane only."""
+    local: dict[int, int] = {}
+    for m in group:
+        slot = m.reserved_profile_id
+        if slot is not None:
+            m.reserved_profile_id = local.setdefault(slot, -(len(local) + 1))
+    return local
 
 
 def _dump(messages: list[Message]) -> str:
@@ -278,7 +371,7 @@ def drain(*, idle_seconds: float = IDLE_SECONDS, max_seconds: float = 60.0) -> D
     if slot is None:
         return stats
     try:
-        return _drain(stats, idle_seconds=idle_seconds, max_seconds=max_seconds)
+        return _drain(stats, idle_seconds=idle_seconds, max_seconds=max_seconds, lane=slot)
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_LOCK, slot])
@@ -293,7 +386,7 @@ def _take_slot() -> int | None:
     return None
 
 
-def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float) -> DrainStats:
+def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float, lane: int) -> DrainStats:
     started = last_work = vacuumed = time.monotonic()
     while True:
         if stats.rows and time.monotonic() - vacuumed >= VACUUM_SECONDS:
@@ -302,7 +395,7 @@ def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float) -> Dra
         if time.monotonic() - started >= max_seconds:
             stats.timed_out = True
             break
-        rows, messages, failed = drain_chunk()
+        rows, messages, failed = drain_chunk(lane)
         stats.rows += rows
         stats.messages += messages
         stats.failed_rows += failed
@@ -330,13 +423,13 @@ def vacuum() -> None:
 _rows_hint = {"rows": 100}  # rows to claim for about CHUNK_MESSAGES (learned per chunk)
 
 
-def drain_chunk() -> tuple[int, int, int]:
-    """Claim the oldest rows no other drain holds (about CHUNK_MESSAGES messages) and
-    store them in one transaction. Returns (rows stored, their messages, rows set aside).
+def drain_chunk(lane: int = 0) -> tuple[int, int, int]:
+    """Claim the oldest rows of ``lane`` (mod INGEST_DRAINS) no other drain holds (about
+    CHUNK_MESSAGES messages) and store them in one transaction. Returns (rows stored, their messages, rows set aside).
     A chunk that fails is stored row by row; a row that fails alone is set aside."""
     claimed: list[int] = []
     try:
-        return (*_drain_together(claimed), 0)
+        return (*_drain_together(claimed, lane=lane), 0)
     except Exception:
         if not claimed:
             raise
@@ -353,11 +446,11 @@ def drain_chunk() -> tuple[int, int, int]:
     return rows, messages, failed
 
 
-def _drain_together(claimed: list[int], *, only: int | None = None) -> tuple[int, int]:
+def _drain_together(claimed: list[int], *, only: int | None = None, lane: int = 0) -> tuple[int, int]:
     """Claim and store one chunk in a (retried) transaction: (rows stored, messages)."""
 
     def store_chunk() -> tuple[int, int]:
-        claimed[:] = _claim(only)
+        claimed[:] = _claim(only, lane)
         if not claimed:
             return 0, 0
         results = _store_rows(claimed)
@@ -368,16 +461,23 @@ def _drain_together(claimed: list[int], *, only: int | None = None) -> tuple[int
     return core.in_retried_transaction(store_chunk)
 
 
-def _claim(only: int | None) -> list[int]:
-    """Lock the oldest queued rows that no other drain holds, in the caller's
+def _claim(only: int | None, lane: int = 0) -> list[int]:
+    """Lock the oldest queued rows of ``lane`` that no other drain holds, in the caller's
     transaction, and keep a prefix of about CHUNK_MESSAGES messages (at least one row);
-    the rest are released at commit, for the next chunk."""
+    the rest are released at commit, for the next chunk. Lanes count mod INGEST_DRAINS,
+    so rows queued under a larger setting are still drained."""
     with connection.cursor() as cursor:
         if only is not None:
             cursor.execute(
                 "SELECT id, message_count FROM tracking_inboxbatch"
                 " WHERE id = %s AND failed_at IS NULL FOR UPDATE SKIP LOCKED",
                 [only],
+            )
+        elif settings.INGEST_DRAINS > 1:
+            cursor.execute(
+                "SELECT id, message_count FROM tracking_inboxbatch WHERE failed_at IS NULL"
+                " AND mod(lane, %s) = %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [settings.INGEST_DRAINS, lane, _rows_hint["rows"]],
             )
         else:
             cursor.execute(

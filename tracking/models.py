@@ -328,6 +328,9 @@ class InboxBatch(models.Model):
     received_at = models.DateTimeField()
     actor = models.CharField(max_length=300)  # who sent it, for merge records ("write key …")
     message_count = models.PositiveIntegerField()
+    # Which drain stores it (mod INGEST_DRAINS): the messages of a person go to one lane,
+    # so drains side by side do not wait on each other's profiles (tracking.inbox).
+    lane = models.PositiveSmallIntegerField(default=0)
     # Profile ids reserved for people the request names that were not known yet: the
     # answer promised them, and the profiles made for them take them.
     reserved = ArrayField(models.BigIntegerField(), default=list, blank=True)

@@ -15,6 +15,7 @@ from django.test import Client
 from profiles.models import Identity, Profile
 from tests.messages import identify as identify_message
 from tests.messages import ingest
+from tests.messages import track as track_message
 from tests.worker import celery_worker
 from tracking import inbox, keys
 from tracking.models import Event, InboxBatch, MessageDedupe
@@ -351,3 +352,88 @@ def test_queued_text_is_compressed_with_lz4_where_the_server_has_it(site):
     assert post(site, "/v1/batch", batch(*many)).status_code == 200
     drain_all()
     assert Event.objects.filter(site=site, profile__identities__key="a-lz4").count() == 101  # + visited-site
+
+
+def test_with_two_drains_a_request_is_queued_per_lane_and_each_drain_stores_its_own(site, settings):
+    settings.INGEST_DRAINS = 2
+    people = [f"lane-{i}" for i in range(40)]
+    expected = inbox.lanes([track_message(anon=p) for p in people], 2)
+    response = post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    assert response.status_code == 200, response.content
+    promised = dict(zip(people, response.json()["profile_ids"], strict=True))
+
+    rows = {row.lane: row for row in InboxBatch.objects.all()}
+    assert set(rows) == {0, 1}
+    assert [rows[0].message_count, rows[1].message_count] == [expected.count(0), expected.count(1)]
+    assert inbox.drain_chunk(1)[:2] == (1, expected.count(1))  # lane 1's drain: its row only
+    assert list(InboxBatch.objects.values_list("lane", flat=True)) == [0]
+    assert inbox.drain_chunk(0)[:2] == (1, expected.count(0))
+    stored = dict(
+        Identity.objects.filter(site=site, key__in=people).values_list("key", "profile_id")
+    )
+    assert stored == promised  # each lane's row made the profiles the answer promised
+    assert Event.objects.filter(site=site, type="Product Viewed").count() == 40
+
+
+def test_a_visitor_their_identify_and_their_events_stay_in_one_lane_in_order(site, settings):
+    settings.INGEST_DRAINS = 4
+    known = ingest(site, identify_message("u-lane", anon="d-lane")).profile_ids[0]
+    visitor_lane = inbox.lanes([track_message(anon="v-lane")], 4)[0]
+    other = next(
+        name for name in (f"other-{i}" for i in range(100))
+        if inbox.lanes([track_message(anon=name)], 4)[0] != visitor_lane
+    )
+    response = post(
+        site, "/v1/batch",
+        batch(
+            track(n=1, anonymousId="v-lane"),
+            track(n=2, anonymousId=other),
+            {"type": "identify", "userId": "u-lane", "anonymousId": "v-lane", "messageId": "i-lane"},
+            track("Signed Up", n=3, anonymousId="v-lane"),
+        ),
+    )
+    assert response.status_code == 200, response.content
+    assert known in response.json()["profile_ids"]
+    rows = {row.lane: [m[2] for m in json.loads(row.messages)] for row in InboxBatch.objects.all()}
+    # The visitor's three calls are one row, in request order; the other visitor's apart.
+    assert rows[visitor_lane] == ["v-lane", "v-lane", "v-lane"]
+    assert [other] in rows.values() and len(rows) == 2
+    for lane in reversed(range(4)):  # the other lane first: order across lanes is free
+        while inbox.drain_chunk(lane)[0]:
+            pass
+    assert not InboxBatch.objects.exists()
+    visitor_events = Event.objects.filter(site=site, profile_id=known).exclude(type="visited-site")
+    assert sorted(visitor_events.values_list("type", flat=True)) == [
+        "Product Viewed", "Signed Up", "identify", "identify"
+    ]  # the first identify, the visitor's event before and after theirs, merged in
+    assert Identity.objects.get(site=site, key="v-lane").profile_id == known
+
+
+def test_rows_queued_under_more_drains_are_drained_by_fewer(site, settings):
+    settings.INGEST_DRAINS = 4
+    people = [f"more-{i}" for i in range(12)]
+    post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    assert InboxBatch.objects.filter(lane__gte=2).exists()
+    settings.INGEST_DRAINS = 2
+    while inbox.drain_chunk(1)[0] or inbox.drain_chunk(0)[0]:
+        pass
+    assert not InboxBatch.objects.exists()
+    assert Event.objects.filter(site=site, type="Product Viewed").count() == 12
+
+
+def test_a_request_split_over_lanes_is_queued_whole_or_not_at_all(site, settings):
+    settings.INGEST_DRAINS = 2
+    real_insert = inbox._insert
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real_insert(*args, **kwargs)
+
+    people = [f"whole-{i}" for i in range(20)]
+    with mock.patch.object(inbox, "_insert", side_effect=fail_second), pytest.raises(RuntimeError):
+        post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    assert len(calls) == 2
+    assert not InboxBatch.objects.exists()

@@ -373,17 +373,37 @@ def drain(*, idle_seconds: float = IDLE_SECONDS, max_seconds: float = 60.0) -> D
     try:
         return _drain(stats, idle_seconds=idle_seconds, max_seconds=max_seconds, lane=slot)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_LOCK, slot])
+        _release_slot(slot)
 
 
 def _take_slot() -> int | None:
+    return next((slot for slot in range(settings.INGEST_DRAINS) if _try_slot(slot)), None)
+
+
+def _try_slot(slot: int) -> bool:
     with connection.cursor() as cursor:
-        for slot in range(settings.INGEST_DRAINS):
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DRAIN_LOCK, slot])
-            if cursor.fetchone()[0]:
-                return slot
-    return None
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DRAIN_LOCK, slot])
+        return cursor.fetchone()[0]
+
+
+def _release_slot(slot: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_LOCK, slot])
+
+
+def _drain_lanes(lane: int) -> tuple[int, int, int]:
+    """A chunk of the drain's own lane, then one of each other lane whose drain is not
+    running (its slot is free: taken for that chunk), so that fewer drains than
+    INGEST_DRAINS (a worker short of processes) still store every lane, in turn."""
+    rows, messages, failed = drain_chunk(lane)
+    for other in range(settings.INGEST_DRAINS):
+        if other != lane and _try_slot(other):
+            try:
+                r, m, f = drain_chunk(other)
+            finally:
+                _release_slot(other)
+            rows, messages, failed = rows + r, messages + m, failed + f
+    return rows, messages, failed
 
 
 def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float, lane: int) -> DrainStats:
@@ -395,7 +415,7 @@ def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float, lane: 
         if time.monotonic() - started >= max_seconds:
             stats.timed_out = True
             break
-        rows, messages, failed = drain_chunk(lane)
+        rows, messages, failed = _drain_lanes(lane)
         stats.rows += rows
         stats.messages += messages
         stats.failed_rows += failed

@@ -437,3 +437,24 @@ def test_a_request_split_over_lanes_is_queued_whole_or_not_at_all(site, settings
         post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
     assert len(calls) == 2
     assert not InboxBatch.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_running_drain_stores_every_lane_whose_drain_is_not_running(site, settings):
+    settings.INGEST_DRAINS = 2
+    people = [f"turn-{i}" for i in range(20)]
+    post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    assert set(InboxBatch.objects.values_list("lane", flat=True)) == {0, 1}
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:  # lane 1's drain is running elsewhere
+            cursor.execute("SELECT pg_advisory_lock(%s, 1)", [inbox.DRAIN_LOCK])
+        inbox.drain(idle_seconds=0)
+        assert list(InboxBatch.objects.values_list("lane", flat=True)) == [1]  # left to it
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, 1)", [inbox.DRAIN_LOCK])
+        inbox.drain(idle_seconds=0)  # the only drain now: it takes lane 1 in turn
+        assert not InboxBatch.objects.exists()
+    finally:
+        other.close()
+    assert Event.objects.filter(site=site, type="Product Viewed").count() == 20

@@ -3,7 +3,8 @@
 ``record(pids, seconds, out_dir, name)`` samples every worker (wall clock, idle
 included, so time spent waiting for PostgreSQL shows); ``summarize(files)`` splits the
 samples into waiting on PostgreSQL, client-side SQL quoting, request parsing, the
-ingestion core's own Python, Django/gunicorn, and lists the hottest frames.
+ingestion's own Python (the inbox's accept step or the core), Django and the web server,
+and lists the hottest frames.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ CATEGORIES = (
     "waiting on PostgreSQL (server work, commit, locks)",
     "psycopg: building SQL text from parameters",
     "parsing: JSON and Segment messages",
-    "ingestion core: Python",
-    "ingestion core: Django ORM",
+    "ingestion: Python",
+    "ingestion: Django ORM",
     "write key lookup",
-    "Django and gunicorn request handling",
+    "Django and web server request handling",
     "idle (no request)",
 )
 
@@ -50,7 +51,9 @@ def record(pids: list[int], seconds: float, out_dir: Path, name: str) -> list[tu
 def _category(frames: list[str]) -> str:
     stack = ";".join(frames)
     leaf = frames[-1]
-    if "handle_request" not in stack and "segment_views" not in stack:
+    # A request: gunicorn's handle_request, or Django's WSGI entry (config/wsgi.py) under
+    # granian, whose own request handling is Rust and does not show.
+    if "handle_request" not in stack and "config/wsgi.py" not in stack and "segment_views" not in stack:
         return CATEGORIES[7]
     if "Connection.wait" in leaf or "_execute_send" in leaf or "copy_end" in leaf or "copy_to" in leaf:
         return CATEGORIES[0]
@@ -60,7 +63,7 @@ def _category(frames: list[str]) -> str:
         return CATEGORIES[1]
     if "decode_body" in stack or "parse_request" in stack:
         return CATEGORIES[2]
-    if "ingest_batch" in stack:
+    if "ingest_batch" in stack or "tracking/inbox.py" in stack:
         return CATEGORIES[4] if "django/db/models" in stack else CATEGORIES[3]
     return CATEGORIES[6]
 

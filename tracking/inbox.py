@@ -85,7 +85,7 @@ def submit(
         return _store_now(site, messages, received_at=received_at, actor=actor, strict=strict)
     _check_backlog()
     known = _known_people(site, messages)
-    profile_ids, _ = _promise_profiles(messages, known)
+    profile_ids = _promise_profiles(messages, known)
     groups = _by_lane(messages, settings.INGEST_DRAINS)
     taken: dict[int, int] = {}  # reservation slot -> the profile id reserved for it
     # A request split over lanes is queued whole or not at all; one row needs no
@@ -158,11 +158,11 @@ def _other_ids(m: Message) -> list[tuple[str, str]]:
 
 def _promise_profiles(
     messages: list[Message], known: dict[tuple[str, str], tuple[int, bool]]
-) -> tuple[dict[int, int], int]:
+) -> dict[int, int]:
     """The profile each message will land on, as the identity rules will decide it with
     what is known now. A person not known yet gets a reservation slot (-1, -2, …; the
-    ids are taken with the insert); messages of one new person share it. Returns
-    (message index -> profile id or slot, number of slots)."""
+    ids are taken with the insert of its lane's row); messages of one new person share
+    it. Returns message index -> profile id or slot."""
     promised: dict[int, int] = {}
     slots: dict[tuple[str, str], int] = {}
 
@@ -202,7 +202,7 @@ def _promise_profiles(
         else:
             for key in others:
                 known.setdefault(key, (pid, bool(user)))
-    return promised, len(set(slots.values()))
+    return promised
 
 
 def _insert(site, messages, *, received_at, actor, reserve: int, lane: int = 0) -> tuple[int, list[int]]:

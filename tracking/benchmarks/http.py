@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -26,6 +25,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
+from config import webserver
 from tracking import db
 from tracking.benchmarks import client, cpu
 
@@ -62,12 +62,10 @@ class Server:
     def command(self) -> list[str]:
         app = "config.wsgi:application"
         if self.kind == "granian":
-            granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
-            return [
-                granian, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers), "--blocking-threads", str(self.threads), "--no-ws",
-                "--backlog", "2048", "--log-level", "warning", app,
-            ]
+            return webserver.granian_command(
+                host="127.0.0.1", port=self.port, workers=self.workers, threads=self.threads,
+                extra=["--backlog", "2048", "--log-level", "warning"],
+            )
         return [
             sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers), "--threads", str(self.threads), "--backlog", "2048",

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from config import embedded
+from config import embedded, webserver
 
 
 def _database_url() -> str:
@@ -42,13 +42,10 @@ class Command(BaseCommand):
         python = sys.executable
         embedded.DATA_DIR.mkdir(parents=True, exist_ok=True)
         commands = {
-            # granian rather than gunicorn: a /v1/track call cost the web tier 0.65-0.72
-            # ms of CPU against gunicorn's 0.84-0.88 in alternating `make bench` runs.
-            "web": [
-                python, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
-                "--workers", str(web_workers), "--blocking-threads", str(os.environ.get("WEB_THREADS", 4)),
-                "--no-ws", "--access-log", "--workers-kill-timeout", "5s", "config.wsgi:application",
-            ],
+            "web": webserver.granian_command(
+                host=host, port=port, workers=web_workers, threads=int(os.environ.get("WEB_THREADS", 4)),
+                extra=["--access-log", "--workers-kill-timeout", "5s"],
+            ),
             "worker": [
                 python, "-m", "celery", "-A", "config", "worker",
                 "--loglevel", "INFO", "--concurrency", str(os.environ.get("CELERY_CONCURRENCY", 2)),

@@ -104,6 +104,7 @@ class _Batch:
         self._next_placeholder = -1
         self.reserved: dict[int, int] = {}  # placeholder -> reserved database id
         self.reserved_used: set[int] = set()
+        self.promised: dict[int, int] = {}  # reserved id a queued answer promised -> profile
 
     # -- loading ---------------------------------------------------------------
 
@@ -336,6 +337,7 @@ class _Batch:
         """Write everything; returns placeholder -> database id for new profiles."""
         real: dict[int, int] = {}
         new = [p for p in self.profiles.values() if p.new and self.find(p.id) == p.id]
+        created: list[Profile] = []
         if new:
             created = Profile.objects.bulk_create(
                 [
@@ -357,11 +359,34 @@ class _Batch:
             return real.get(root, root)
 
         self._db_id = db_id
+        self._write_promised(db_id, {row.pk for row in created})
         self._write_identities(db_id)
         self._write_merges(db_id)
         self._write_profiles()
         self._write_companies(db_id)
         return real
+
+    def _write_promised(self, db_id, created: set[int]) -> None:
+        """A queued request's answer promised a reserved id to someone who turned out to
+        be known by the time it was stored (a second request of a new visitor, queued
+        before the first was stored) or who was merged within the batch: the id becomes
+        a tombstone of the profile they are, so it resolves as the answer said."""
+        unused = {rid: db_id(pid) for rid, pid in self.promised.items() if rid not in created}
+        if unused:
+            Profile.objects.bulk_create(
+                [
+                    Profile(
+                        id=rid,
+                        site=self.site,
+                        properties={},
+                        first_seen=self.profiles[self.find(pid)].first_seen,
+                        last_seen=self.profiles[self.find(pid)].last_seen,
+                        merged_into_id=unused[rid],
+                    )
+                    for rid, pid in self.promised.items()
+                    if rid in unused
+                ]
+            )
 
     def _write_identities(self, db_id) -> None:
         if not self.new_identities:
@@ -535,6 +560,8 @@ def resolve_batch(
             continue
         batch.apply(m, pid)
         placed.append((m.index, pid))
+        if m.reserved_profile_id is not None and m.reserved_profile_id > 0:
+            batch.promised.setdefault(m.reserved_profile_id, pid)
     real = batch.write()
     resolution.profile_ids = {index: batch._db_id(pid) for index, pid in placed}
     resolution.merges = [(m.source, batch._db_id(m.target)) for m in batch.merges]

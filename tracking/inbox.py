@@ -84,8 +84,6 @@ def submit(
     if immediate():
         return _store_now(site, messages, received_at=received_at, actor=actor, strict=strict)
     _check_backlog()
-    if len(messages) == 1:
-        return _submit_one(site, messages[0], received_at=received_at, actor=actor)
     known = _known_people(site, messages)
     profile_ids = _promise_profiles(messages, known)
     groups = _by_lane(messages, settings.INGEST_DRAINS)
@@ -105,62 +103,6 @@ def submit(
     transaction.on_commit(wake_drain)
     log.debug("queued request: %s messages in %s lanes", len(messages), len(groups))
     return core.IngestResult(accepted=[m.index for m in messages], profile_ids=profile_ids)
-
-
-def _submit_one(site: Site, m: Message, *, received_at: datetime, actor: str) -> core.IngestResult:
-    """Queue a request of one message (``/v1/track`` and its kin) in one statement: the
-    identity lookup, a profile id reserved when the message may name a new person, and
-    the row. The lookup is kept in the row (``known``), so the drain derives the same
-    promise from it (``_promises_of_row``) as the answer does here. Two statements (the
-    lookup, then the insert) cost a round trip and a commit more a call."""
-    pairs = _message_ids(m)
-    [(row_id, reserved, snapshot)] = db.execute(
-        """
-        WITH known AS (
-            SELECT i.kind, i.key, i.profile_id, p.is_identified
-            FROM profiles_identity i JOIN profiles_profile p ON p.id = i.profile_id
-            WHERE i.site_id = %s AND (i.kind, i.key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-        )
-        INSERT INTO tracking_inboxbatch
-            (site_id, received_at, actor, message_count, lane, reserved, known, messages, attempts, last_error)
-        VALUES (%s, %s, %s, 1, %s,
-                -- A new person only where no id is known, or a user id is not.
-                ARRAY(SELECT nextval(pg_get_serial_sequence('profiles_profile', 'id'))
-                      WHERE NOT EXISTS (SELECT FROM known)
-                         OR (%s::text IS NOT NULL
-                             AND NOT EXISTS (SELECT FROM known WHERE kind = 'user' AND key = %s::text))),
-                (SELECT coalesce(jsonb_agg(jsonb_build_array(kind, key, profile_id, is_identified)), '[]')
-                 FROM known),
-                %s, 0, '')
-        RETURNING id, reserved, known
-        """,
-        [
-            site.pk, [kind for kind, _ in pairs], [key for _, key in pairs],
-            site.pk, received_at, actor, lanes([m], settings.INGEST_DRAINS)[0],
-            m.user_id, m.user_id, _dump([m]),
-        ],
-    )
-    [profile_id] = _promises_of_row([m], reserved, snapshot).values()
-    transaction.on_commit(wake_drain)
-    return core.IngestResult(accepted=[m.index], profile_ids={m.index: profile_id})
-
-
-def _promises_of_row(messages: list[Message], reserved: list[int], snapshot) -> dict[int, int]:
-    """The promises of a row queued with its lookup (``known``): the rules applied to
-    that snapshot, the reservation slots mapped to the row's reserved ids. The same on
-    the web side and in the drain, whatever was stored in between."""
-    if isinstance(snapshot, str):
-        snapshot = jsontext.loads(snapshot)
-    known = {(kind, key): (pid, identified) for kind, key, pid, identified in snapshot}
-    promised = _promise_profiles(messages, known)
-    for m in messages:
-        if m.reserved_profile_id is not None:
-            m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]
-    return {index: reserved[-pid - 1] if pid < 0 else pid for index, pid in promised.items()}
-
-
-def _message_ids(m: Message) -> list[tuple[str, str]]:
-    return ([("user", m.user_id)] if m.user_id else []) + _other_ids(m)
 
 
 def _store_now(site, messages, *, received_at, actor, strict) -> core.IngestResult:
@@ -595,21 +537,18 @@ def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.Inges
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT id, site_id, received_at, actor, reserved, known, messages FROM tracking_inboxbatch
+            SELECT id, site_id, received_at, actor, reserved, messages FROM tracking_inboxbatch
             WHERE id = ANY(%s) ORDER BY id
             """,
             [ids],
         )
         rows = cursor.fetchall()
     groups: dict[tuple[int, str], list[tuple[int, list[Message]]]] = defaultdict(list)
-    for row_id, site_id, received_at, actor, reserved, snapshot, text in rows:
+    for row_id, site_id, received_at, actor, reserved, text in rows:
         messages = [from_wire(values, received_at=received_at) for values in jsontext.loads(text)]
-        if snapshot is not None:
-            _promises_of_row(messages, reserved, snapshot)
-        else:
-            for m in messages:
-                if m.reserved_profile_id is not None:
-                    m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]
+        for m in messages:
+            if m.reserved_profile_id is not None:
+                m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]
         groups[(site_id, actor)].append((row_id, messages))
     sites = Site.objects.in_bulk({site_id for site_id, _ in groups})
     results: dict[int, core.IngestResult] = {}

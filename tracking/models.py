@@ -334,10 +334,6 @@ class InboxBatch(models.Model):
     # Profile ids reserved for people the request names that were not known yet: the
     # answer promised them, and the profiles made for them take them.
     reserved = ArrayField(models.BigIntegerField(), default=list, blank=True)
-    # A request of one message is queued with its identity lookup, [kind, key, profile id,
-    # identified?] per id known then; the drain derives the answer's promise from it.
-    # Null where the messages carry their reservation slots (tracking.inbox).
-    known = models.JSONField(null=True, blank=True)
     # Messages in the queued form of ``tracking.ingest.schema.to_wire``, as JSON text
     # (text, not jsonb: nothing queries inside it, and jsonb would parse it twice).
     messages = models.TextField()

@@ -1,14 +1,13 @@
-"""Requests of one message are queued in one statement (``inbox._submit_one``): the
-identity lookup goes into the row and the drain derives the answer's promise from it.
+"""The profile ids a queued answer promises (``inbox._promise_profiles``) are the ones
+the drain stores the events on.
 
-The property: for random sequences of single calls, drained at random points, the
-answer promises what the two-statement path (``_known_people`` then
-``_promise_profiles``) would have promised at that moment, and an event is stored on
-the profile its answer named (or the one that profile was merged into) unless an
-earlier call naming the same ids was still queued: a promise is made from what is
-stored, so a queued call that changes who an id names (a first identify, say) may
-change it. A new visitor's calls queued together are the exception that is kept: the
-ids reserved for them all resolve to the profile made (a tombstone each)."""
+The property: for random sequences of single calls, drained at random points, an event
+is stored on the profile its answer named (or the one that profile was merged into)
+unless an earlier call naming the same ids was still queued: a promise is made from what
+is stored, so a queued call that changes who an id names (a first identify, say) may
+change it. A new visitor's calls queued together are the exception that is kept: each
+reserved an id, and the ids the drain did not use become tombstones of the profile made.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +56,8 @@ def to_message(kind, user, anon, n, at):
     return track(f"e{n}", user=user, anon=anon, **common)
 
 
-def two_statement_promise(site, m) -> int:
+def promise_now(site, m) -> int:
+    """What the rules promise with what is stored now (a slot, below 0, for a new person)."""
     probe = copy.copy(m)
     return inbox._promise_profiles([probe], inbox._known_people(site, [probe]))[0]
 
@@ -65,7 +65,7 @@ def two_statement_promise(site, m) -> int:
 @pytest.mark.django_db
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(calls(), min_size=1, max_size=12))
-def test_one_statement_promises_what_two_would_and_the_drain_keeps_them(ops):
+def test_the_drain_keeps_the_promises_made_from_what_was_stored(ops):
     site = SiteFactory()
     start = timezone.now() - timedelta(hours=1)
     answers, exact = {}, set()
@@ -73,7 +73,7 @@ def test_one_statement_promises_what_two_would_and_the_drain_keeps_them(ops):
     queued_known = False  # whether one of those named someone known
     for n, (kind, user, anon, drain_after) in enumerate(ops):
         m = to_message(kind, user, anon, n, start + timedelta(seconds=n))
-        expected = two_statement_promise(site, m)
+        expected = promise_now(site, m)
         result = inbox.submit(site, [m], received_at=timezone.now(), actor="write key")
         answers[n] = result.profile_ids[0]
         if expected > 0:
@@ -97,21 +97,28 @@ def test_one_statement_promises_what_two_would_and_the_drain_keeps_them(ops):
         assert live(stored[f"m{n}"]) == live(answers[n]), f"call {n}"
 
 
+def submit(site, m):
+    return inbox.submit(site, [m], received_at=timezone.now(), actor="write key").profile_ids[0]
+
+
 @pytest.mark.django_db
-def test_a_known_person_reserves_no_profile_id(site):
-    first = inbox.submit(site, [track(anon="a-known", index=0)], received_at=timezone.now(), actor="write key")
+def test_profile_ids_are_reserved_only_for_people_who_may_be_new(site):
+    visitor = submit(site, track(anon="a-known", index=0))
+    assert len(InboxBatch.objects.get().reserved) == 1  # nobody knew a-known
     inbox.drain(idle_seconds=0)
 
-    inbox.submit(site, [track(anon="a-known", index=0)], received_at=timezone.now(), actor="write key")
-    again = InboxBatch.objects.get()
-    inbox.submit(site, [identify("u-new", anon="a-known", index=0)], received_at=timezone.now(), actor="write key")
-    signing_in = InboxBatch.objects.latest("id")
-
-    assert again.reserved == [] and again.known == [["anonymous", "a-known", first.profile_ids[0], False]]
-    # A user id not known yet may be a new person (a switch), so one id is reserved.
-    assert len(signing_in.reserved) == 1
+    assert submit(site, track(anon="a-known", index=0)) == visitor
+    # A first identify keeps the anonymous profile: nothing to reserve.
+    assert submit(site, identify("u-new", anon="a-known", index=0)) == visitor
+    assert [row.reserved for row in InboxBatch.objects.order_by("id")] == [[], []]
     inbox.drain(idle_seconds=0)
-    assert Event.objects.filter(site=site, profile_id=first.profile_ids[0]).exclude(type="visited-site").count() == 3
+
+    # Someone else signing in on that (now identified) browser is a new person.
+    other = submit(site, identify("u-other", anon="a-known", index=0))
+    assert other != visitor and len(InboxBatch.objects.get().reserved) == 1
+    inbox.drain(idle_seconds=0)
+    assert Profile.objects.get(pk=other).is_identified
+    assert Event.objects.filter(site=site, profile_id=visitor).exclude(type="visited-site").count() == 3
 
 
 @pytest.mark.django_db

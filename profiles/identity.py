@@ -28,7 +28,7 @@ from typing import Any
 from django.db import connection
 
 from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
-from tracking import jsontext, keys
+from tracking import db, jsontext, keys
 from tracking.ingest.schema import FieldError, Kind, Message
 from tracking.models import Site
 from tracking.signals import profiles_merged
@@ -119,8 +119,8 @@ class _Batch:
         if keys_wanted:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT kind, key, profile_id FROM profiles_identity WHERE site_id = %s AND key = ANY(%s)",
-                    [self.site.pk, list(keys_wanted)],
+                    "SELECT kind, key, profile_id FROM profiles_identity WHERE site_id = %s AND key = ANY(%s::text[])",
+                    [self.site.pk, db.text_array(keys_wanted)],
                 )
                 rows = cursor.fetchall()
             for kind, key, profile_id in rows:
@@ -167,7 +167,7 @@ class _Batch:
                 ORDER BY id
                 FOR UPDATE
                 """,
-                [self.site.pk, ids, ids],
+                [self.site.pk, db.int_array(ids), db.int_array(ids)],
             )
             rows = cursor.fetchall()
         for pid, identified, properties, first_seen, last_seen, merged_into in rows:
@@ -405,7 +405,7 @@ class _Batch:
                 ON CONFLICT (site_id, kind, key) DO NOTHING
                 RETURNING 1
                 """,
-                [self.site.pk, kinds, keys_, pids],
+                [self.site.pk, db.text_array(kinds), db.text_array(keys_), db.int_array(pids)],
             )
             if len(cursor.fetchall()) != len(kinds):
                 raise ConcurrentChange("an identity was created by a concurrent request")
@@ -418,29 +418,30 @@ class _Batch:
         site_id = self.site.pk
         with connection.cursor() as cursor:
             mapping = "unnest(%s::bigint[], %s::bigint[]) AS m(src, dst)"
+            pairs = [db.int_array(sources), db.int_array(targets)]
             cursor.execute(
                 f"UPDATE profiles_identity i SET profile_id = m.dst FROM {mapping} WHERE i.profile_id = m.src",
-                [sources, targets],
+                pairs,
             )
             cursor.execute(
                 f"""UPDATE profiles_profile p SET merged_into_id = m.dst FROM {mapping}
                     WHERE p.site_id = %s AND (p.id = m.src OR p.merged_into_id = m.src)""",
-                [sources, targets, site_id],
+                [*pairs, site_id],
             )
             cursor.execute(
                 f"UPDATE tracking_session s SET profile_id = m.dst FROM {mapping} WHERE s.profile_id = m.src",
-                [sources, targets],
+                pairs,
             )
             cursor.execute(
                 f"""DELETE FROM profiles_companymembership c USING {mapping}
                     WHERE c.profile_id = m.src AND EXISTS (
                         SELECT 1 FROM profiles_companymembership t
                         WHERE t.profile_id = m.dst AND t.company_id = c.company_id)""",
-                [sources, targets],
+                pairs,
             )
             cursor.execute(
                 f"UPDATE profiles_companymembership c SET profile_id = m.dst FROM {mapping} WHERE c.profile_id = m.src",
-                [sources, targets],
+                pairs,
             )
             # Anonymous histories are small: move them now. Two identified histories may
             # be large: a background task moves them in batches (ProfileMerge.repointed_at).
@@ -449,7 +450,7 @@ class _Batch:
                 cursor.execute(
                     f"""UPDATE tracking_event e SET profile_id = m.dst FROM {mapping}
                         WHERE e.site_id = %s AND e.profile_id = m.src""",
-                    [[s for s, _ in small], [t for _, t in small], site_id],
+                    [db.int_array(s for s, _ in small), db.int_array(t for _, t in small), site_id],
                 )
         ProfileMerge.objects.bulk_create(
             [

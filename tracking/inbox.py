@@ -125,7 +125,7 @@ def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], 
         return {}
     rows = db.execute(
         "SELECT kind, key, profile_id FROM profiles_identity WHERE site_id = %s AND key = ANY(%s::text[])",
-        [site.pk, list(keys)],
+        [site.pk, db.text_array(keys)],
     )
     owners = {(kind, key): pid for kind, key, pid in rows}
     # Whether a profile is identified matters only where a userId not known yet comes
@@ -143,7 +143,8 @@ def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], 
     if unsure:
         identified = dict(
             db.execute(
-                "SELECT id, is_identified FROM profiles_profile WHERE id = ANY(%s::bigint[])", [sorted(unsure)]
+                "SELECT id, is_identified FROM profiles_profile WHERE id = ANY(%s::bigint[])",
+                [db.int_array(sorted(unsure))],
             )
         )
     # A user id names an identified person; for the rest the flag is only read when unsure.

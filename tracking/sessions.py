@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection
 
-from tracking import jsontext
+from tracking import db, jsontext
 from tracking.ingest.schema import Kind
 from tracking.models import Session, Site
 
@@ -173,7 +173,7 @@ def _latest_sessions(profile_ids: list[int]) -> dict[int, _OpenSession]:
                 ORDER BY last_event_at DESC LIMIT 1
             ) s
             """,
-            [profile_ids],
+            [db.int_array(profile_ids)],
         )
         return {row[1]: _OpenSession(*row) for row in cursor.fetchall()}
 
@@ -242,10 +242,10 @@ def _write_sessions(site: Site, opened: list[_OpenSession], touched: list[_OpenS
                 WHERE s.id = v.id
                 """,
                 [
-                    [s.id for s in touched],
-                    [s.last_event_at for s in touched],
-                    [s.started_at for s in touched],
-                    [s.event_count for s in touched],
+                    db.int_array(s.id for s in touched),
+                    db.text_array(s.last_event_at.isoformat() for s in touched),
+                    db.text_array(s.started_at.isoformat() for s in touched),
+                    db.int_array(s.event_count for s in touched),
                 ],
             )
 

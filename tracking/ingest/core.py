@@ -19,7 +19,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
-from tracking import handoff, jsontext, keys
+from tracking import db, handoff, jsontext, keys
 from tracking.ingest.schema import FieldError, Message, MessageError, RequestRejected, validate
 from tracking.models import PendingWork, Site
 from tracking.sessions import PlannedEvent, assign_sessions, profiles_of_client_sessions
@@ -207,7 +207,7 @@ def _dedupe(site: Site, messages: list[Message], received_at: datetime) -> list[
                 )
                 SELECT message_id FROM wanted EXCEPT ALL SELECT message_id FROM claimed
                 """,
-                [sorted(first), site.pk, received_at],
+                [db.text_array(sorted(first)), site.pk, received_at],
             )
             seen_before = {row[0] for row in cursor.fetchall()}
     return [

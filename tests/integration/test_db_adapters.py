@@ -1,0 +1,99 @@
+"""Faster adapters than Django's for the hot paths (tracking.db): timestamptz values
+loaded as Django loads them, and array parameters sent as PostgreSQL's array text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.db.backends.postgresql.psycopg_any import register_tzloader
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import DataError
+from psycopg.adapt import AdaptersMap
+from psycopg.pq import Format
+
+from tracking.db import UTCTimestamptzLoader
+
+pytestmark = pytest.mark.django_db
+
+
+def loaders():
+    connection.ensure_connection()
+    raw = connection.connection
+    oid = raw.adapters.types["timestamptz"].oid
+    djangos = AdaptersMap(raw.adapters)
+    register_tzloader(UTC, djangos)
+    return UTCTimestamptzLoader(oid, raw), djangos.get_loader(oid, Format.TEXT)(oid, raw)
+
+
+def as_postgres_writes_it(value) -> bytes:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::timestamptz::text", [value])
+        return cursor.fetchone()[0].encode()
+
+
+def test_connections_use_it():
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw.adapters.get_loader(raw.adapters.types["timestamptz"].oid, Format.TEXT) is UTCTimestamptzLoader
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT '2026-11-28 16:44:16.5+01'::timestamptz")
+        value = cursor.fetchone()[0]
+    assert value == datetime(2026, 11, 28, 15, 44, 16, 500000, tzinfo=UTC) and value.tzinfo is UTC
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)))
+def test_it_loads_what_djangos_loader_loads(value):
+    fast, djangos = loaders()
+    text = as_postgres_writes_it(value)
+
+    loaded = fast.load(text)
+
+    assert loaded == djangos.load(text) == value
+    assert loaded.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "text", ["infinity", "-infinity", "0044-03-15 12:00:00+00 BC", "12000-01-01 00:00:00+00"]
+)
+def test_what_python_cannot_hold_fails_as_in_django(text):
+    fast, djangos = loaders()
+    postgres_text = as_postgres_writes_it(text)
+
+    with pytest.raises(DataError) as theirs:
+        djangos.load(postgres_text)
+    with pytest.raises(DataError) as ours:
+        fast.load(postgres_text)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_another_offset_goes_to_djangos_parser():
+    fast, djangos = loaders()
+    assert fast.load(b"2026-11-28 17:44:16+01") == djangos.load(b"2026-11-28 17:44:16+01")
+
+
+# --- array parameters as PostgreSQL's array text (tracking.db.int_array / text_array) ---------
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(TEXT, max_size=8), st.lists(st.integers(-(2**63), 2**63 - 1), max_size=8))
+def test_array_parameters_reach_postgresql_as_the_lists_they_were(texts, numbers):
+    from tracking.db import int_array, text_array
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::text[], %s::bigint[]", [text_array(texts), int_array(numbers)])
+        assert cursor.fetchone() == (texts, numbers)
+
+
+def test_timestamps_travel_as_iso_text():
+    from tracking.db import text_array
+
+    moments = [datetime(2026, 11, 28, 16, 44, 16, 123456, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::timestamptz[]", [text_array(m.isoformat() for m in moments)])
+        assert cursor.fetchone()[0] == moments

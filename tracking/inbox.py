@@ -206,15 +206,15 @@ def _promise_profiles(
     return promised
 
 
+_RESERVE_PROFILE_IDS = db.next_ids_sql("profiles_profile")
+
+
 def _insert(site, messages, *, received_at, actor, reserve: int, lane: int = 0) -> tuple[int, list[int]]:
     [(row_id, reserved)] = db.execute(
-        """
+        f"""
         INSERT INTO tracking_inboxbatch
             (site_id, received_at, actor, message_count, lane, reserved, messages, attempts, last_error)
-        VALUES (%s, %s, %s, %s, %s,
-                ARRAY(SELECT nextval(pg_get_serial_sequence('profiles_profile', 'id'))
-                      FROM generate_series(1, %s::int)),
-                %s, 0, '')
+        VALUES (%s, %s, %s, %s, %s, ARRAY({_RESERVE_PROFILE_IDS}), %s, 0, '')
         RETURNING id, reserved
         """,
         [site.pk, received_at, actor, len(messages), lane, reserve, _dump(messages)],

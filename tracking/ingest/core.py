@@ -238,7 +238,7 @@ def _insert_events(site: Site, events: list[PlannedEvent], received_at: datetime
     """COPY the events in; ids are taken from the table's sequence first (COPY returns none)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('tracking_event', 'id')) FROM generate_series(1, %s)",
+            db.next_ids_sql("tracking_event"),
             [len(events)],
         )
         ids = [row[0] for row in cursor.fetchall()]

@@ -89,14 +89,14 @@ class UTCTimestamptzLoader(BaseTzLoader):
     loader, with its results and errors.
     """
 
-    timezone = datetime.timezone.utc
+    timezone = datetime.UTC
 
     def load(self, data):
         try:
             value = datetime.datetime.fromisoformat(str(data, "ascii"))
         except ValueError:
             return super().load(data)
-        if value.tzinfo is not datetime.timezone.utc:
+        if value.tzinfo is not datetime.UTC:
             return super().load(data)
         return value
 
@@ -104,6 +104,6 @@ class UTCTimestamptzLoader(BaseTzLoader):
 def use_fast_timestamps(sender, connection, **kwargs) -> None:
     """``connection_created``: load timestamptz with ``UTCTimestamptzLoader`` where
     Django would load it in UTC (USE_TZ, a UTC database time zone)."""
-    if connection.vendor != "postgresql" or connection.timezone is not datetime.timezone.utc:
+    if connection.vendor != "postgresql" or connection.timezone is not datetime.UTC:
         return
     connection.connection.adapters.register_loader("timestamptz", UTCTimestamptzLoader)

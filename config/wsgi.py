@@ -17,6 +17,8 @@ from django.core.wsgi import get_wsgi_application
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 
+from config.memory import freeze_startup_objects
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 TRACKING_PREFIX = "/v1/"
@@ -49,3 +51,6 @@ def application(environ, start_response):
     if environ.get("PATH_INFO", "").startswith(TRACKING_PREFIX):
         return tracking_application(environ, start_response)
     return django_application(environ, start_response)
+
+
+freeze_startup_objects()  # each web worker, once the application is loaded (config.memory)

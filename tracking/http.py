@@ -45,7 +45,8 @@ def origin_allowed(origin: str, site: Site | None) -> bool:
 
 def check_origin(request: HttpRequest, site: Site) -> None:
     # Image and script beacons and server libraries send no Origin; a page's fetch does.
-    origin = request.headers.get("Origin")
+    # (META, not request.headers: that builds a mapping of every header on first use.)
+    origin = request.META.get("HTTP_ORIGIN")
     if origin and not origin_allowed(origin, site):
         raise RequestRejected(
             403, "origin_not_allowed", f"Origin {origin[:200]} may not send events to this site"
@@ -53,7 +54,10 @@ def check_origin(request: HttpRequest, site: Site) -> None:
 
 
 def add_cors_headers(request: HttpRequest, response: HttpResponse, *, site: Site | None) -> None:
-    patch_vary_headers(response, ["Origin"])
-    origin = request.headers.get("Origin")
+    if response.has_header("Vary"):
+        patch_vary_headers(response, ["Origin"])
+    else:
+        response["Vary"] = "Origin"
+    origin = request.META.get("HTTP_ORIGIN")
     if origin and origin_allowed(origin, site):
         response["Access-Control-Allow-Origin"] = origin

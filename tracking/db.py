@@ -19,6 +19,8 @@ import psycopg
 from django.db import connection
 from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 
+TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+
 # Django opens connections with prepare_threshold=None, which makes psycopg ignore
 # prepare=True as well; a threshold no query reaches lets only ``execute`` prepare.
 NEVER = 2**31 - 1
@@ -32,7 +34,10 @@ def execute(sql: str, params: Sequence[Any]) -> list[tuple]:
         raw.prepare_threshold = NEVER
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall() if cursor.description is not None else []
+        # The result's status, not ``cursor.description``, which builds a Column object
+        # per column on every call.
+        result = cursor.pgresult
+        return cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
 
 
 # Array parameters as PostgreSQL's array text, cast in the SQL (``%s::bigint[]``,

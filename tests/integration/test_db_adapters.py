@@ -97,3 +97,11 @@ def test_timestamps_travel_as_iso_text():
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::timestamptz[]", [text_array(m.isoformat() for m in moments)])
         assert cursor.fetchone()[0] == moments
+
+
+def test_prepared_execute_returns_rows_only_for_statements_that_have_them(site):
+    from tracking import db
+
+    assert db.execute("SELECT id, name FROM tracking_site WHERE id = %s", [site.pk]) == [(site.pk, site.name)]
+    assert db.execute("SELECT id FROM tracking_site WHERE id = %s", [-1]) == []
+    assert db.execute("UPDATE tracking_site SET name = name WHERE id = %s", [site.pk]) == []

@@ -371,22 +371,18 @@ class _Batch:
         be known by the time it was stored (a second request of a new visitor, queued
         before the first was stored) or who was merged within the batch: the id becomes
         a tombstone of the profile they are, so it resolves as the answer said."""
-        unused = {rid: db_id(pid) for rid, pid in self.promised.items() if rid not in created}
-        if unused:
-            Profile.objects.bulk_create(
-                [
+        tombstones = []
+        for rid, pid in self.promised.items():
+            if rid not in created:
+                person = self.profiles[self.find(pid)]
+                tombstones.append(
                     Profile(
-                        id=rid,
-                        site=self.site,
-                        properties={},
-                        first_seen=self.profiles[self.find(pid)].first_seen,
-                        last_seen=self.profiles[self.find(pid)].last_seen,
-                        merged_into_id=unused[rid],
+                        id=rid, site=self.site, properties={}, merged_into_id=db_id(pid),
+                        first_seen=person.first_seen, last_seen=person.last_seen,
                     )
-                    for rid, pid in self.promised.items()
-                    if rid in unused
-                ]
-            )
+                )
+        if tombstones:
+            Profile.objects.bulk_create(tombstones)
 
     def _write_identities(self, db_id) -> None:
         if not self.new_identities:

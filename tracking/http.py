@@ -54,10 +54,7 @@ def check_origin(request: HttpRequest, site: Site) -> None:
 
 
 def add_cors_headers(request: HttpRequest, response: HttpResponse, *, site: Site | None) -> None:
-    if response.has_header("Vary"):
-        patch_vary_headers(response, ["Origin"])
-    else:
-        response["Vary"] = "Origin"
+    patch_vary_headers(response, ["Origin"])
     origin = request.META.get("HTTP_ORIGIN")
     if origin and origin_allowed(origin, site):
         response["Access-Control-Allow-Origin"] = origin

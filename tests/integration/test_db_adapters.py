@@ -14,7 +14,8 @@ from psycopg import DataError
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-from tracking.db import UTCTimestamptzLoader
+from tracking import db
+from tracking.db import UTCTimestamptzLoader, int_array, text_array
 
 pytestmark = pytest.mark.django_db
 
@@ -83,16 +84,12 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(TEXT, max_size=8), st.lists(st.integers(-(2**63), 2**63 - 1), max_size=8))
 def test_array_parameters_reach_postgresql_as_the_lists_they_were(texts, numbers):
-    from tracking.db import int_array, text_array
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::text[], %s::bigint[]", [text_array(texts), int_array(numbers)])
         assert cursor.fetchone() == (texts, numbers)
 
 
 def test_timestamps_travel_as_iso_text():
-    from tracking.db import text_array
-
     moments = [datetime(2026, 11, 28, 16, 44, 16, 123456, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)]
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::timestamptz[]", [text_array(m.isoformat() for m in moments)])
@@ -100,8 +97,6 @@ def test_timestamps_travel_as_iso_text():
 
 
 def test_prepared_execute_returns_rows_only_for_statements_that_have_them(site):
-    from tracking import db
-
     assert db.execute("SELECT id, name FROM tracking_site WHERE id = %s", [site.pk]) == [(site.pk, site.name)]
     assert db.execute("SELECT id FROM tracking_site WHERE id = %s", [-1]) == []
     assert db.execute("UPDATE tracking_site SET name = name WHERE id = %s", [site.pk]) == []

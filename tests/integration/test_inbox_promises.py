@@ -62,6 +62,10 @@ def promise_now(site, m) -> int:
     return inbox._promise_profiles([probe], inbox._known_people(site, [probe]))[0]
 
 
+def submit(site, m):
+    return inbox.submit(site, [m], received_at=timezone.now(), actor="write key").profile_ids[0]
+
+
 @pytest.mark.django_db
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(calls(), min_size=1, max_size=12))
@@ -74,8 +78,7 @@ def test_the_drain_keeps_the_promises_made_from_what_was_stored(ops):
     for n, (kind, user, anon, drain_after) in enumerate(ops):
         m = to_message(kind, user, anon, n, start + timedelta(seconds=n))
         expected = promise_now(site, m)
-        result = inbox.submit(site, [m], received_at=timezone.now(), actor="write key")
-        answers[n] = result.profile_ids[0]
+        answers[n] = submit(site, m)
         if expected > 0:
             assert answers[n] == expected, f"call {n}: {kind} {user} {anon}"
         else:  # a new person: an id no profile has yet
@@ -95,10 +98,6 @@ def test_the_drain_keeps_the_promises_made_from_what_was_stored(ops):
     assert sorted(stored) == sorted(f"m{n}" for n in answers)
     for n in sorted(exact):
         assert live(stored[f"m{n}"]) == live(answers[n]), f"call {n}"
-
-
-def submit(site, m):
-    return inbox.submit(site, [m], received_at=timezone.now(), actor="write key").profile_ids[0]
 
 
 @pytest.mark.django_db
@@ -123,11 +122,7 @@ def test_profile_ids_are_reserved_only_for_people_who_may_be_new(site):
 
 @pytest.mark.django_db
 def test_a_new_visitors_calls_queued_together_resolve_to_one_profile(site):
-    answers = [
-        inbox.submit(site, [track(f"e{n}", anon="a-new", index=0)], received_at=timezone.now(), actor="write key")
-        .profile_ids[0]
-        for n in range(3)
-    ]
+    answers = [submit(site, track(f"e{n}", anon="a-new", index=0)) for n in range(3)]
     assert len(set(answers)) == 3  # each reserved an id: none knew of the others yet
 
     inbox.drain(idle_seconds=0)

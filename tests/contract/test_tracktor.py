@@ -238,3 +238,38 @@ def test_a_repeated_parameter_is_refused(live, key):
     assert reply.status == 400
     assert reply.json()["errors"] == [{"field": "id", "reason": "is given more than once"}]
     assert stored_counts() == before
+
+
+# --- retries: the API has no message id; the same URL again is the same call ----------
+
+
+def test_a_retried_call_is_stored_once_and_answered_alike(live, key):
+    url = call("/track", key, id="unicorn", action="rated item", data="{rating: 5}")
+    first, retry = live.get(url), live.get(url)
+
+    assert (first.status, retry.status) == (200, 200), (first.text, retry.text)
+    assert first.json()["profile_id"] == retry.json()["profile_id"]
+    assert [e["type"] for e in events(live.person_by("unicorn"))] == ["rated item"]
+
+
+def test_the_same_action_in_another_second_or_with_other_data_is_a_new_call(live, key):
+    for query in (
+        {"ts": "1429186474", "data": "{rating: 5}"},
+        {"ts": "1429186475", "data": "{rating: 5}"},
+        {"ts": "1429186475", "data": "{rating: 4}"},
+    ):
+        reply = live.get(call("/track", key, id="unicorn", action="rated item", **query))
+        assert reply.status == 200, reply.text
+    ratings = [e["properties"]["rating"] for e in events(live.person_by("unicorn"))]
+    assert sorted(ratings) == [4, 5, 5]
+
+
+def test_a_retried_set_changes_the_properties_once(live, key):
+    url = call("/set", key, id="unicorn", data="{visits: 1}")
+    live.get(url)
+    live.get(call("/set", key, id="unicorn", data="{visits: 2}", ts="1429186475"))
+    live.get(url)  # a late retry of the first call must not undo the second
+
+    person = live.person_by("unicorn")
+    assert person["properties"] == {"visits": 2}
+    assert len(events(person)) == 2

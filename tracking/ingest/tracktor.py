@@ -21,11 +21,18 @@ Mapping choices:
   make an alias, else ``action`` an event, else ``data`` alone sets properties;
 - the e-commerce calls arrive as ``/track`` actions (``setCart``, ``cancelCart``,
   ``purchaseCart``; case, ``-``, ``_`` and spaces ignored) with the cart as ``data``:
-  they become cart messages (``set-cart``, ``cancel-cart``, ``purchase-cart``).
+  they become cart messages (``set-cart``, ``cancel-cart``, ``purchase-cart``);
+- the API has no message id, so a call's id is a digest of its endpoint and parameters
+  (``retry_id``): a client or proxy that retries a call sends the same URL, and the core's
+  dedupe stores it once. ``ts`` is in every URL, so two calls share an id only when the
+  same person sends the same action with the same data in the same second (the same
+  millisecond, with a millisecond ``ts``), which is taken as a retry.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -75,7 +82,16 @@ def parse(endpoint: str, params: Params, *, request_context: dict[str, Any] | No
     except MessageError as exc:
         raise RequestRejected.invalid(exc.field, exc.reason) from None
     message.context = dict(request_context or {})
+    message.message_id = retry_id(endpoint, params)
     return message
+
+
+def retry_id(endpoint: str, params: Params) -> str:
+    """The same for the same call sent again: the endpoint (``/set`` and ``/track`` read
+    the same parameters alike, but a retry repeats its URL) and every parameter, in
+    name order, values in the order sent."""
+    canonical = json.dumps([endpoint, sorted(params.items())], ensure_ascii=False)
+    return "tracktor-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
 def _parse(endpoint: str, params: Params) -> Message:

@@ -34,6 +34,7 @@ import time
 import traceback
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,7 +87,7 @@ def submit(
     _check_backlog()
     known = _known_people(site, messages)
     profile_ids = _promise_profiles(messages, known)
-    groups = _by_lane(messages, settings.INGEST_DRAINS)
+    groups = _by_lane(messages, settings.INGEST_DRAINS, known)
     taken: dict[int, int] = {}  # reservation slot -> the profile id reserved for it
     # A request split over lanes is queued whole or not at all; one row needs no
     # transaction of its own (BEGIN and COMMIT would be two more round trips).
@@ -164,6 +165,7 @@ def _promise_profiles(
     what is known now. A person not known yet gets a reservation slot (-1, -2, …; the
     ids are taken with the insert of its lane's row); messages of one new person share
     it. Returns message index -> profile id or slot."""
+    known = dict(known)  # a copy: the lanes read what the server knows, not these promises
     promised: dict[int, int] = {}
     slots: dict[tuple[str, str], int] = {}
 
@@ -224,16 +226,28 @@ def _insert(site, messages, *, received_at, actor, reserve: int, lane: int = 0) 
 
 # Which id of a person names their lane: the device's anonymous id first, so a visitor's
 # events and the identify that merges them into a known person share a lane (the merge
-# and the visitor's events then never race), then the other ids.
+# and the visitor's events then rarely race), then the other ids.
 _LANE_ID_RANK = {"anonymous": 0, "cookie": 1, "email": 2, "external": 3, "user": 4, "profile": 5, "session": 6}
 
 
-def lanes(messages: list[Message], count: int) -> list[int]:
-    """The lane (0 … count-1) of each message. Messages that share an id within the request
-    (a visitor, their identify, their events after it) are one component and share a lane,
-    so the identity rules see them in request order; a component's lane comes from its
-    best-ranked id (``_LANE_ID_RANK``, then the smallest), so a person keeps theirs from
-    request to request. A stable hash (crc32): every web process and drain agrees."""
+def lanes(
+    messages: list[Message], count: int, known: Mapping[tuple[str, str], tuple[int, bool]] | None = None
+) -> list[int]:
+    """The lane (0 … count-1) of each message. A lane's drain locks the profiles of its
+    messages, so one person's messages should be in one lane.
+
+    Messages that share an id within the request (a visitor, their identify, their events
+    after it) are one component and share a lane, so the identity rules see them in
+    request order. A component's lane comes from its best-ranked id (``_LANE_ID_RANK``,
+    then the smallest): the lane of the profile that id names when the server knows it
+    (``known``: (kind, key) -> (profile id, identified), as the web side looked it up),
+    else a hash of the id. So every call of a known person is in one lane whichever of
+    their ids it carries: once a visitor is merged into a known person, their anonymous
+    id names that person. (By the id alone, a merged visitor's calls and the person's
+    userId calls were in two lanes, and each such person made one drain wait for the
+    other's whole chunk.) A new visitor's calls share the lane of their anonymous id until
+    they are stored. Stable (crc32 of the profile id or of the id): every web process
+    and drain agrees."""
     if count <= 1:
         return [0] * len(messages)
     parent: dict[tuple[str, str], tuple[str, str]] = {}
@@ -264,7 +278,9 @@ def lanes(messages: list[Message], count: int) -> list[int]:
             out.append(0)
             continue
         _, kind, key = best[find(own[0])]
-        out.append(zlib.crc32(f"{kind}:{key}".encode()) % count)
+        pid = int(key) if kind == "profile" else (known or {}).get((kind, key), (0, False))[0]
+        name = f"profile:{pid}" if pid > 0 else f"{kind}:{key}"
+        out.append(zlib.crc32(name.encode()) % count)
     return out
 
 
@@ -278,10 +294,12 @@ def _lane_ids(m: Message) -> list[tuple[str, str]]:
     return found
 
 
-def _by_lane(messages: list[Message], count: int) -> dict[int, list[Message]]:
+def _by_lane(
+    messages: list[Message], count: int, known: Mapping[tuple[str, str], tuple[int, bool]]
+) -> dict[int, list[Message]]:
     """Messages grouped by lane, in request order within each."""
     groups: dict[int, list[Message]] = {}
-    for m, lane in zip(messages, lanes(messages, count), strict=True):
+    for m, lane in zip(messages, lanes(messages, count, known), strict=True):
         groups.setdefault(lane, []).append(m)
     return groups
 

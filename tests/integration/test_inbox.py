@@ -375,6 +375,28 @@ def test_with_two_drains_a_request_is_queued_per_lane_and_each_drain_stores_its_
     assert Event.objects.filter(site=site, type="Product Viewed").count() == 40
 
 
+def test_once_a_visitor_is_merged_all_their_calls_and_the_persons_share_one_lane(site, settings):
+    settings.INGEST_DRAINS = 8
+    person = ingest(site, identify_message("u-merged", anon="laptop-1")).profile_ids[0]
+    person_lane = inbox.lanes([track_message(user="u-merged")], 8, {("user", "u-merged"): (person, True)})[0]
+    phone = next(f"phone-{i}" for i in range(100) if inbox.lanes([track_message(anon=f"phone-{i}")], 8)[0] != person_lane)
+    assert post(site, "/v1/track", track(anonymousId=phone)).status_code == 200
+    # The phone's visitor signs in: queued in the visitor's lane with the visitor's calls,
+    # not in the person's (the answer's promise is not taken for what the server knows).
+    phone_lane = InboxBatch.objects.get().lane
+    signed_in = {"type": "identify", "userId": "u-merged", "anonymousId": phone, "messageId": "i-merged"}
+    assert post(site, "/v1/identify", signed_in).status_code == 200
+    assert list(InboxBatch.objects.values_list("lane", flat=True)) == [phone_lane, phone_lane]
+    drain_all()
+    assert Identity.objects.get(site=site, key=phone).profile_id == person
+
+    # Stored: the phone's id names the person now, so all their calls share the person's lane.
+    calls = [track(n=1, userId="u-merged"), track(n=2, anonymousId=phone), track(n=3, anonymousId="laptop-1")]
+    for call in calls:
+        assert post(site, "/v1/track", call).status_code == 200
+    assert list(InboxBatch.objects.values_list("lane", flat=True)) == [person_lane] * 3
+
+
 def test_a_visitor_their_identify_and_their_events_stay_in_one_lane_in_order(site, settings):
     settings.INGEST_DRAINS = 4
     known = ingest(site, identify_message("u-lane", anon="d-lane")).profile_ids[0]

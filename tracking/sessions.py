@@ -151,7 +151,8 @@ def _join(session: _OpenSession, event: PlannedEvent) -> None:
         session.started_at = event.occurred_at
 
 
-def _landing(context: dict[str, Any]) -> dict[str, Any]:
+def _landing(context: dict[str, Any] | jsontext.RawJSON) -> dict[str, Any]:
+    context = jsontext.parsed(context)
     keep = {}
     for key in ("page", "referrer", "campaign", "userAgent", "ip"):
         if key in context:

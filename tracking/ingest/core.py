@@ -297,7 +297,7 @@ def _enqueue(task, *args) -> None:
 def _copy_json(value: Any) -> str:
     # JSON text holds no raw tab, newline or carriage return (they are escaped inside
     # strings), so only its backslashes need COPY's escaping.
-    text = jsontext.dumps(value)
+    text = value if type(value) is jsontext.RawJSON else jsontext.dumps(value)
     return text.replace("\\", "\\\\") if "\\" in text else text
 
 

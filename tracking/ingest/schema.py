@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tracking import jsontext
+
 MAX_ID_LENGTH = 255
 MAX_EVENT_NAME_LENGTH = 255
 
@@ -177,12 +179,24 @@ _IDENTITIES = WIRE_FIELDS.index("identities")
 _KINDS = {kind.value: kind for kind in Kind}  # Kind(value) is an enum lookup: slower
 
 
+# Properties and context travel as JSON text within the queued form (one string each),
+# and come back as ``jsontext.RawJSON``: the drain stores them without parsing them.
+_RAW = (WIRE_FIELDS.index("properties"), WIRE_FIELDS.index("context"))
+
+
 def to_wire(message: Message) -> list[Any]:
-    return [getattr(message, name) for name in WIRE_FIELDS]
+    values = [getattr(message, name) for name in WIRE_FIELDS]
+    for i in _RAW:
+        if type(values[i]) is not jsontext.RawJSON:
+            values[i] = jsontext.dumps(values[i])
+    return values
 
 
 def from_wire(values: list[Any], *, received_at: datetime) -> Message:
     values = list(values)
+    for i in _RAW:
+        if isinstance(values[i], str):  # rows queued before this form hold objects
+            values[i] = jsontext.RawJSON(values[i])
     values[_KIND] = _KINDS[values[_KIND]]
     values[_OCCURRED_AT] = datetime.fromisoformat(values[_OCCURRED_AT])
     values[_IDENTITIES] = [tuple(pair) for pair in values[_IDENTITIES]]

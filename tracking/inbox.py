@@ -250,6 +250,7 @@ def lanes(
     and drain agrees."""
     if count <= 1:
         return [0] * len(messages)
+    known = known or {}
     parent: dict[tuple[str, str], tuple[str, str]] = {}
 
     def find(x: tuple[str, str]) -> tuple[str, str]:
@@ -278,7 +279,7 @@ def lanes(
             out.append(0)
             continue
         _, kind, key = best[find(own[0])]
-        pid = int(key) if kind == "profile" else (known or {}).get((kind, key), (0, False))[0]
+        pid = int(key) if kind == "profile" else known.get((kind, key), (0, False))[0]
         name = f"profile:{pid}" if pid > 0 else f"{kind}:{key}"
         out.append(zlib.crc32(name.encode()) % count)
     return out

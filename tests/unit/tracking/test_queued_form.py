@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.unit.tracking.test_jsontext import json_values
 from tracking import jsontext
 from tracking.ingest.core import _copy_json
-from tracking.ingest.schema import Kind, Message, from_wire, to_wire
+from tracking.ingest.schema import WIRE_FIELDS, Kind, Message, from_wire, to_wire
 from tracking.sessions import _landing
 
 objects = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
@@ -50,8 +50,10 @@ def test_copy_escapes_the_backslashes_of_raw_text():
 
 def test_rows_queued_before_the_text_form_are_still_read():
     values = to_wire(Message(kind=Kind.PAGE, anonymous_id="a-1", occurred_at=NOW))
-    values[8], values[10] = {"title": "Shop"}, {"page": {"url": "https://shop.example/"}}
-    values[11] = NOW.isoformat()
+    field = WIRE_FIELDS.index
+    values[field("properties")] = {"title": "Shop"}
+    values[field("context")] = {"page": {"url": "https://shop.example/"}}
+    values[field("occurred_at")] = NOW.isoformat()
     old = from_wire(jsontext.loads(jsontext.dumps(values)), received_at=NOW)
     assert old.properties == {"title": "Shop"}
     assert _copy_json(old.properties) == '{"title":"Shop"}'

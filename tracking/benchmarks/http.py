@@ -153,12 +153,15 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM tracking_inboxbatch WHERE failed_at IS NULL")
-                if cursor.fetchone()[0] == 0:
+                # One probe of the key, not a count: under load the count walked every
+                # queued and dead row 20 times a second (4 ms each, pg_stat_statements),
+                # 7% of a core taken from the drain it was waiting for.
+                cursor.execute("SELECT 1 FROM tracking_inboxbatch WHERE failed_at IS NULL ORDER BY id LIMIT 1")
+                if cursor.fetchone() is None:
                     return time.time()
             if self.worker is not None and self.worker.poll() is not None:
                 raise RuntimeError(f"the Celery worker exited with {self.worker.returncode}")
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise RuntimeError(f"the inbox was not drained within {timeout:.0f}s")
 
     def __enter__(self) -> Server:

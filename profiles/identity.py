@@ -50,6 +50,7 @@ class _Profile:
     last_seen: datetime | None
     new: bool = False
     changed: bool = False
+    touched: bool = False  # a message of the batch landed on it or merged into it
 
 
 @dataclass(slots=True)
@@ -68,6 +69,9 @@ class Resolution:
     merges: list[tuple[int, int]] = field(default_factory=list)  # (source, target) written
     repoint_later: bool = False  # a merged history is large: a task moves its events
     new_profile_ids: list[int] = field(default_factory=list)
+    # Indexes of messages left for later: they need a profile another transaction holds
+    # (``defer_busy``), or share an id or a profile with a message that does.
+    deferred: list[int] = field(default_factory=list)
 
 
 def apply_traits(properties: dict[str, Any], traits: dict[str, Any]) -> bool:
@@ -105,10 +109,16 @@ class _Batch:
         self.reserved: dict[int, int] = {}  # placeholder -> reserved database id
         self.reserved_used: set[int] = set()
         self.promised: dict[int, int] = {}  # reserved id a queued answer promised -> profile
+        self.busy: set[int] = set()  # profiles another transaction holds (load(skip_locked=True))
+        # (identities, client sessions) as read, before the ids naming busy profiles went
+        self.named_busy: tuple[dict[tuple[str, str], int], dict[str, int]] = ({}, {})
 
     # -- loading ---------------------------------------------------------------
 
-    def load(self, messages: Sequence[Message], session_profiles: dict[str, int]) -> None:
+    def load(self, messages: Sequence[Message], session_profiles: dict[str, int], *, skip_locked: bool = False) -> None:
+        """Read and lock every profile the messages name. With ``skip_locked``, profiles
+        another transaction holds are not waited for but listed in ``busy``, and the ids
+        that name them are left out (their messages must be left for later)."""
         keys_wanted: set[str] = set()
         profile_ids: set[int] = set()
         for m in messages:
@@ -129,10 +139,15 @@ class _Batch:
         self.session_profiles = dict(session_profiles)
         profile_ids.update(session_profiles.values())
         if profile_ids:
-            self._lock_profiles(profile_ids)
+            self._lock_profiles(profile_ids, skip_locked=skip_locked)
+        if self.busy:
+            self.named_busy = (dict(self.ident), dict(self.session_profiles))
         # Identities and sessions may point at a profile merged since they were read.
         for mapping in (self.ident, self.session_profiles):
             for k, pid in list(mapping.items()):
+                if pid in self.busy or self.find(pid) in self.busy:
+                    del mapping[k]
+                    continue
                 if pid not in self.profiles:
                     raise ConcurrentChange(f"profile {pid} vanished")
                 mapping[k] = self.find(pid)
@@ -145,7 +160,7 @@ class _Batch:
                 .select_for_update()
             }
 
-    def _lock_profiles(self, ids: Iterable[int]) -> None:
+    def _lock_profiles(self, ids: Iterable[int], *, skip_locked: bool = False) -> None:
         ids = sorted(set(ids))
         with connection.cursor() as cursor:
             # Tombstones point one hop to their live profile (merges flatten chains),
@@ -166,7 +181,7 @@ class _Batch:
                 ))
                 ORDER BY id
                 FOR UPDATE
-                """,
+                """ + (" SKIP LOCKED" if skip_locked else ""),
                 [self.site.pk, db.int_array(ids), db.int_array(ids)],
             )
             rows = cursor.fetchall()
@@ -175,9 +190,30 @@ class _Batch:
             self.profiles[pid] = _Profile(pid, identified, jsontext.loads(properties), first_seen, last_seen)
             if merged_into is not None:
                 self.parent[pid] = merged_into
+        if skip_locked:
+            self._find_busy(ids)
         for pid, target in self.parent.items():
-            if target not in self.profiles:
+            if target not in self.profiles and target not in self.busy:
                 raise ConcurrentChange(f"profile {pid} was merged into {target} meanwhile")
+
+    def _find_busy(self, ids: list[int]) -> None:
+        """After a SKIP LOCKED read: which of the profiles asked for (or their merge
+        targets) exist but were skipped, because another transaction holds them."""
+        self.busy.update(t for t in self.parent.values() if t not in self.profiles)
+        missing = [pid for pid in ids if pid not in self.profiles]
+        if not missing:
+            return
+        with connection.cursor() as cursor:
+            # Not locked: only to tell a held profile from one that does not exist (a
+            # profile id the server never made, which is no reason to wait).
+            cursor.execute(
+                "SELECT id, merged_into_id FROM profiles_profile WHERE site_id = %s AND id = ANY(%s::bigint[])",
+                [self.site.pk, db.int_array(missing)],
+            )
+            for pid, merged_into in cursor.fetchall():
+                self.busy.add(pid)
+                if merged_into is not None:
+                    self.busy.add(merged_into)
 
     # -- in-memory state -----------------------------------------------------------
 
@@ -216,6 +252,7 @@ class _Batch:
         if source == target:
             return
         src, dst = self.profiles[source], self.profiles[target]
+        dst.touched = True
         merged = {**src.properties, **dst.properties}  # what the target has wins
         if merged != dst.properties:
             dst.properties = merged
@@ -316,6 +353,7 @@ class _Batch:
 
     def apply(self, m: Message, pid: int) -> None:
         p = self.profiles[pid]
+        p.touched = True
         p.first_seen = _min(p.first_seen, m.occurred_at)
         p.last_seen = _max(p.last_seen, m.occurred_at)
         if m.kind in (Kind.IDENTIFY, Kind.SET) and m.traits:
@@ -465,9 +503,11 @@ class _Batch:
         profiles_merged.send(sender=Profile, site=self.site, pairs=list(zip(sources, targets, strict=True)))
 
     def _write_profiles(self) -> None:
+        # Only profiles a message landed on: one loaded for a message left for later,
+        # or through an id no message used in the end, is not rewritten as it was.
         changed = [
             p for p in self.profiles.values()
-            if not p.new and self.find(p.id) == p.id
+            if p.touched and not p.new and self.find(p.id) == p.id
         ]
         if not changed:
             return
@@ -538,16 +578,26 @@ def resolve_batch(
     session_profiles: dict[str, int] | None = None,
     privileged: bool = False,
     actor: str = "write key",
+    defer_busy: bool = False,
 ) -> Resolution:
     """Resolve, merge and write the identities and properties of ``messages`` (in order).
 
     Must run inside a transaction (the caller's); raises ConcurrentChange when a
     concurrent request got in the way, and the caller retries the transaction.
     ``session_profiles`` maps the client session ids of the batch to their profiles.
+
+    ``defer_busy`` (the inbox drain): rather than wait for a profile another
+    transaction holds (another drain's chunk, for as long as that chunk takes), leave
+    its messages for later (``Resolution.deferred``), with every message that shares an
+    id or a profile with them, so a person's messages keep their order.
     """
     batch = _Batch(site, privileged=privileged, actor=actor)
-    batch.load(messages, session_profiles or {})
+    batch.load(messages, session_profiles or {}, skip_locked=defer_busy)
     resolution = Resolution()
+    if batch.busy:
+        deferred = held_back(messages, batch.busy, *batch.named_busy, batch.parent)
+        resolution.deferred = [m.index for m in messages if m.index in deferred]
+        messages = [m for m in messages if m.index not in deferred]
     placed: list[tuple[int, int]] = []
     for m in messages:
         try:
@@ -565,6 +615,53 @@ def resolve_batch(
     resolution.repoint_later = any(m.source_identified for m in batch.merges)
     resolution.new_profile_ids = sorted(real.values())
     return resolution
+
+
+def held_back(
+    messages: Sequence[Message],
+    busy: set[int],
+    ident: dict[tuple[str, str], int],
+    session_profiles: dict[str, int],
+    parent: dict[int, int],
+) -> set[int]:
+    """Indexes of the messages that must wait for the ``busy`` profiles: those whose
+    ids name one, and, transitively, every message sharing an id, a session, a profile
+    id or a profile with one of them. Whatever is left touches nothing they touch, so
+    storing it first changes no outcome. Conservative: ids are joined by key whatever
+    their kind. (``ident`` and ``session_profiles`` as loaded, before the busy ids were
+    left out of them.)"""
+    root: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root.setdefault(x, x)
+        while root[x] != x:
+            root[x] = root[root[x]]
+            x = root[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        a, b = find(a), find(b)
+        if a != b:
+            root[a] = b
+
+    nodes: list[list[str]] = []
+    for m in messages:
+        own = [f"k:{key}" for key in (m.user_id, m.anonymous_id, m.previous_id) if key]
+        own += [f"k:{key}" for _, key in m.identities]
+        own += [f"p:{pid}" for pid in (m.profile_id, m.reserved_profile_id) if pid and pid > 0]
+        if m.session_id:
+            own.append(f"s:{m.session_id}")
+        for other in own[1:]:
+            union(own[0], other)
+        nodes.append(own)
+    for (_, key), pid in ident.items():
+        union(f"k:{key}", f"p:{pid}")
+    for session_id, pid in session_profiles.items():
+        union(f"s:{session_id}", f"p:{pid}")
+    for child, target in parent.items():
+        union(f"p:{child}", f"p:{target}")
+    held = {find(f"p:{pid}") for pid in busy}
+    return {m.index for m, own in zip(messages, nodes, strict=True) if own and find(own[0]) in held}
 
 
 def profiles_of_messages(site: Site, messages: Sequence[Message]) -> dict[int, int]:

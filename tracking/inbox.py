@@ -45,7 +45,7 @@ from django.utils import timezone
 
 from tracking import db, jsontext
 from tracking.ingest import core
-from tracking.ingest.schema import Kind, Message, RequestRejected, from_wire, to_wire
+from tracking.ingest.schema import WIRE_INDEX, Kind, Message, RequestRejected, from_wire, to_wire
 from tracking.models import InboxBatch, Site
 
 log = logging.getLogger(__name__)
@@ -493,9 +493,10 @@ def _drain_together(claimed: list[int], *, only: int | None = None, lane: int = 
         claimed[:] = _claim(only, lane)
         if not claimed:
             return 0, 0
-        results = _store_rows(claimed)
+        results = _store_rows(claimed, defer_busy=True)
+        done = [row_id for row_id in claimed if not results[row_id].deferred]
         with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [claimed])
+            cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [done])
         return len(results), sum(len(r.accepted) + len(r.duplicates) for r in results.values())
 
     return core.in_retried_transaction(store_chunk)
@@ -550,10 +551,16 @@ def retry_failed(ids: list[int]) -> int:
     return InboxBatch.objects.filter(pk__in=ids, failed_at__isnull=False).update(failed_at=None)
 
 
-def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.IngestResult]:
+def _store_rows(ids: list[int], *, strict: bool = False, defer_busy: bool = False) -> dict[int, core.IngestResult]:
     """Store the messages of inbox rows ``ids`` (in the caller's transaction, which has
     them locked or made them); rows of a site and sender are stored together, in row
-    order. Returns row id -> result."""
+    order. Returns row id -> result.
+
+    ``defer_busy`` (the drain): messages whose profiles another transaction holds (a
+    person in two lanes at once, say a visitor signing in as someone whose own calls
+    another drain is storing) are not waited for: a row keeps them, and only them, for
+    its next chunk (the first rows a chunk claims are the oldest). Waiting meant one
+    drain idle for the rest of the other's chunk, half the time with two drains."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -564,8 +571,10 @@ def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.Inges
         )
         rows = cursor.fetchall()
     groups: dict[tuple[int, str], list[tuple[int, list[Message]]]] = defaultdict(list)
+    queued: dict[int, list[list]] = {}  # row id -> its messages in the queued form
     for row_id, site_id, received_at, actor, reserved, text in rows:
-        messages = [from_wire(values, received_at=received_at) for values in jsontext.loads(text)]
+        queued[row_id] = jsontext.loads(text)
+        messages = [from_wire(values, received_at=received_at) for values in queued[row_id]]
         for m in messages:
             if m.reserved_profile_id is not None:
                 m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]
@@ -586,10 +595,10 @@ def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.Inges
                 owner.append((row_id, m.index))
                 m.index = len(combined)
                 combined.append(m)
-        stored = core.store(site, combined, received_at=now, actor=actor, strict=strict)
+        stored = core.store(site, combined, received_at=now, actor=actor, strict=strict, defer_busy=defer_busy)
         for row_id, _ in batch:
             results[row_id] = core.IngestResult()
-        for field_name in ("accepted", "duplicates"):
+        for field_name in ("accepted", "duplicates", "deferred"):
             for i in getattr(stored, field_name):
                 row_id, index = owner[i]
                 getattr(results[row_id], field_name).append(index)
@@ -600,4 +609,27 @@ def _store_rows(ids: list[int], *, strict: bool = False) -> dict[int, core.Inges
             row_id, index = owner[error.index]
             error.index = index
             results[row_id].errors.append(error)
+    _keep_deferred(results, queued)
     return results
+
+
+def _keep_deferred(results: dict[int, core.IngestResult], queued: dict[int, list[list]]) -> None:
+    """Rows with deferred messages keep those (in their queued form, untouched: their
+    indexes and reservation slots still refer to the row) and nothing else."""
+    kept = {row_id: r.deferred for row_id, r in results.items() if r.deferred}
+    if not kept:
+        return
+    texts = {}
+    for row_id, indexes in kept.items():
+        wanted = set(indexes)
+        texts[row_id] = jsontext.dumps([values for values in queued[row_id] if values[WIRE_INDEX] in wanted])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE tracking_inboxbatch b SET messages = v.messages, message_count = v.message_count
+            FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS v(id, messages, message_count)
+            WHERE b.id = v.id
+            """,
+            [list(kept), [texts[row_id] for row_id in kept], [len(indexes) for indexes in kept.values()]],
+        )
+    log.debug("kept %s messages of %s rows for the next chunk", sum(map(len, kept.values())), len(kept))

@@ -480,3 +480,98 @@ def test_one_running_drain_stores_every_lane_whose_drain_is_not_running(site, se
     finally:
         other.close()
     assert Event.objects.filter(site=site, type="Product Viewed").count() == 20
+
+
+class held_profile:
+    """Another transaction holds profile ``pid`` (as a drain storing its chunk would)
+    until the block ends."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.held, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self):
+        with connections["default"].cursor() as cursor:  # a connection of this thread
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT 1 FROM profiles_profile WHERE id = %s FOR UPDATE", [self.pid])
+            self.held.set()
+            self.release.wait(20)
+            cursor.execute("ROLLBACK")
+        connections["default"].close()
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.held.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_leaves_a_held_persons_messages_queued_and_stores_the_rest(site):
+    busy = ingest(site, identify_message("u-busy", anon="d-busy")).profile_ids[0]
+    free = ingest(site, identify_message("u-free", anon="d-free")).profile_ids[0]
+    response = post(
+        site, "/v1/batch",
+        batch(
+            track("Product Viewed", n=1, userId="u-busy"),
+            track("Product Viewed", n=2, userId="u-free"),
+            # The visitor signs in as the held person: their earlier and later calls wait
+            # with the identify, so the merge still comes between them.
+            track("Product Viewed", n=3, anonymousId="v-busy"),
+            {"type": "identify", "userId": "u-busy", "anonymousId": "v-busy", "messageId": "i-busy"},
+            track("Signed Up", n=4, anonymousId="v-busy"),
+            track("Product Viewed", n=5, anonymousId="v-alone"),
+        ),
+    )
+    assert response.status_code == 200, response.content
+    row = InboxBatch.objects.get()
+
+    with held_profile(busy):
+        assert inbox.drain_chunk() == (1, 2, 0)  # no wait: two messages stored, the row kept
+        kept = InboxBatch.objects.get()
+        assert kept.pk == row.pk and kept.message_count == 4
+        assert [m[-2] for m in json.loads(kept.messages)] == [0, 2, 3, 4]  # their indexes in the request
+        assert Event.objects.filter(site=site, profile_id=free, type="Product Viewed").count() == 1
+        assert not Event.objects.filter(site=site, profile_id=busy).exclude(type="identify").exists()
+        assert not Identity.objects.filter(site=site, key="v-busy").exists()
+        # Nothing of the kept messages is claimed: they are stored when they come round.
+        assert not MessageDedupe.objects.filter(message_id="i-busy").exists()
+
+    stats = drain_all()
+
+    assert (stats.rows, stats.messages) == (1, 4)
+    assert not InboxBatch.objects.exists()
+    assert Identity.objects.get(site=site, key="v-busy").profile_id == busy
+    viewed = Event.objects.filter(site=site, type="Product Viewed", message_id__startswith="t-")
+    assert viewed.count() == 4  # each message once, none twice
+    assert sorted(viewed.values_list("profile_id", flat=True)) == sorted(
+        [busy, free, busy, Identity.objects.get(site=site, key="v-alone").profile_id]
+    )
+    assert Event.objects.filter(site=site, profile_id=busy, type="Signed Up").count() == 1
+    # The answer's promises held: the visitor's reserved id is the profile made for them
+    # and merged into the person; the lone visitor's is theirs.
+    first_busy, first_free, visitor, alone = response.json()["profile_ids"]
+    assert (first_busy, first_free) == (busy, free)
+    assert Profile.objects.get(pk=visitor).merged_into_id == busy
+    assert alone == Identity.objects.get(site=site, key="v-alone").profile_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_of_only_held_people_stores_nothing_and_keeps_every_row_whole(site):
+    busy = ingest(site, identify_message("u-all-busy", anon="d-all-busy")).profile_ids[0]
+    post(site, "/v1/track", track(n=1, userId="u-all-busy"))
+    post(site, "/v1/track", track("Signed Up", n=2, anonymousId="d-all-busy"))
+    before = list(InboxBatch.objects.order_by("id").values_list("id", "message_count", "messages"))
+
+    with held_profile(busy):
+        assert inbox.drain_chunk() == (2, 0, 0)
+
+    assert list(InboxBatch.objects.order_by("id").values_list("id", "message_count", "messages")) == before
+    assert not Event.objects.filter(site=site, profile_id=busy).exclude(type__in=["identify", "visited-site"]).exists()
+    drain_all()
+    assert not InboxBatch.objects.exists()
+    assert Event.objects.filter(site=site, profile_id=busy, type__in=["Product Viewed", "Signed Up"]).count() == 2

@@ -36,6 +36,7 @@ class IngestResult:
     errors: list[FieldError] = field(default_factory=list)
     profile_ids: dict[int, int] = field(default_factory=dict)  # message index -> profile id
     event_ids: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)  # left for later (``store(defer_busy=True)``)
 
 
 def event_time(m: Message, received_at: datetime) -> datetime:
@@ -124,14 +125,26 @@ def _retryable(exc: OperationalError) -> bool:
     return sqlstate in {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
-def store(site: Site, messages: list[Message], *, received_at: datetime, actor: str, strict: bool = False) -> IngestResult:
+def store(
+    site: Site,
+    messages: list[Message],
+    *,
+    received_at: datetime,
+    actor: str,
+    strict: bool = False,
+    defer_busy: bool = False,
+) -> IngestResult:
     """Store validated messages (``occurred_at`` set) in the caller's transaction: the
     inbox drain's entry (``tracking.inbox``). Raises ConcurrentChange / OperationalError
-    for the caller to retry the transaction."""
-    return _store(site, messages, received_at=received_at, privileged=False, actor=actor, strict=strict)
+    for the caller to retry the transaction. With ``defer_busy``, messages that need a
+    profile another transaction holds are not waited for: they are left unstored (and
+    unclaimed) and listed in ``deferred``, for the caller to keep."""
+    return _store(
+        site, messages, received_at=received_at, privileged=False, actor=actor, strict=strict, defer_busy=defer_busy
+    )
 
 
-def _store(site: Site, messages: list[Message], *, received_at, privileged, actor, strict) -> IngestResult:
+def _store(site: Site, messages: list[Message], *, received_at, privileged, actor, strict, defer_busy=False) -> IngestResult:
     result = IngestResult()
     fresh = _dedupe(site, messages, received_at)
     # By identity: Message compares by value, which is slow (a scan per message) and would
@@ -148,12 +161,16 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
         session_profiles=profiles_of_client_sessions(site, client_sessions),
         privileged=privileged,
         actor=actor,
+        defer_busy=defer_busy,
     )
     result.errors = resolution.errors
+    result.deferred = resolution.deferred
     if strict and resolution.errors:
         # An identity rule refused a message (an alias, say): all or nothing, so roll back.
         raise RequestRejected(400, "invalid", "The batch has invalid messages.", resolution.errors)
-    if resolution.errors:
+    if resolution.errors or resolution.deferred:
+        # Nothing of these is stored: their messageIds may come again (a deferred
+        # message comes again itself, from the inbox).
         _release(site, [m for m in fresh if m.index not in resolution.profile_ids])
     planned = [
         PlannedEvent(
@@ -173,14 +190,16 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
     ]
     visits = assign_sessions(site, planned)
     events = planned + visits
-    result.event_ids = _insert_events(site, events, received_at)
+    # None when every message was refused or deferred.
+    result.event_ids = _insert_events(site, events, received_at) if events else []
     result.accepted = [m.index for m in fresh if m.index in resolution.profile_ids]
     result.profile_ids = resolution.profile_ids
     if result.duplicates:
         # A retry is not stored again, but its sender still keeps the profile id.
         retried = [m for m in messages if id(m) not in claimed]
         result.profile_ids = {**profiles_of_messages(site, retried), **resolution.profile_ids}
-    _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
+    if events:
+        _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
     return result
 
 

@@ -176,6 +176,7 @@ WIRE_FIELDS = (
 _OCCURRED_AT = WIRE_FIELDS.index("occurred_at")
 _KIND = WIRE_FIELDS.index("kind")
 _IDENTITIES = WIRE_FIELDS.index("identities")
+WIRE_INDEX = WIRE_FIELDS.index("index")  # a queued message's index in its request
 _KINDS = {kind.value: kind for kind in Kind}  # Kind(value) is an enum lookup: slower
 
 

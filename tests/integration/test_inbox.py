@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from unittest import mock
 
 import pytest
@@ -575,3 +576,37 @@ def test_a_chunk_of_only_held_people_stores_nothing_and_keeps_every_row_whole(si
     drain_all()
     assert not InboxBatch.objects.exists()
     assert Event.objects.filter(site=site, profile_id=busy, type__in=["Product Viewed", "Signed Up"]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_only_drain_stores_every_lane_in_one_chunk(site, settings):
+    settings.INGEST_DRAINS = 2
+    people = [f"one-{i}" for i in range(20)]
+    post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    assert set(InboxBatch.objects.values_list("lane", flat=True)) == {0, 1}
+
+    with mock.patch.object(inbox, "_store_rows", wraps=inbox._store_rows) as store_rows:
+        stats = inbox.drain(idle_seconds=0)
+
+    assert (stats.rows, stats.messages) == (2, 20)
+    assert store_rows.call_count == 1  # one transaction for both lanes, as with one lane
+    assert sorted(len(call.args[0]) for call in store_rows.call_args_list) == [2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_helper_drain_stops_after_a_small_chunk_and_leaves_the_rest_to_drain_zero(site, settings):
+    settings.INGEST_DRAINS = 2
+    people = [f"helper-{i}" for i in range(20)]
+    post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:  # drain 0 is running elsewhere
+            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [inbox.DRAIN_LOCK])
+        started = time.monotonic()
+        stats = inbox.drain(idle_seconds=5)  # takes slot 1: a helper
+        # It stored its lane's small chunk and stopped, without waiting 5 s for more.
+        assert time.monotonic() - started < 3
+        assert stats.rows == 1
+        assert list(InboxBatch.objects.values_list("lane", flat=True)) == [0]
+    finally:
+        other.close()

@@ -99,3 +99,71 @@ def test_messages_sharing_an_id_share_a_lane(messages, count):
             shared = {a.user_id, a.anonymous_id} & {b.user_id, b.anonymous_id} - {None}
             if shared:
                 assert got[i] == got[j]
+
+
+# --- the same lanes as a plain reference: pairs, a separate best-id pass -------------------
+
+RANK = {"anonymous": 0, "cookie": 1, "email": 2, "external": 3, "user": 4, "profile": 5, "session": 6}
+
+
+def reference_lanes(messages, count, known):
+    """Components of messages sharing any id (a breadth-first walk); each takes the lane
+    of its best id by (rank, kind, key): its profile's when known, else the id's own."""
+    if count <= 1:
+        return [0] * len(messages)
+
+    def ids(m):
+        found = [("user", m.user_id)] if m.user_id else []
+        found += [("anonymous", m.anonymous_id)] if m.anonymous_id else []
+        found += list(m.identities)
+        found += [("profile", str(m.profile_id))] if m.profile_id else []
+        found += [("session", m.session_id)] if m.session_id else []
+        return found
+
+    own = [set(ids(m)) for m in messages]
+    component = list(range(len(messages)))
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(messages)):
+            for j in range(len(messages)):
+                if own[i] & own[j] and component[j] > component[i]:
+                    component[j] = component[i]
+                    changed = True
+    out = []
+    for i in range(len(messages)):
+        members = set().union(*(own[j] for j in range(len(messages)) if component[j] == component[i]))
+        if not members:
+            out.append(0)
+            continue
+        _, kind, key = min((RANK.get(kind, 4), kind, key) for kind, key in members)
+        pid = int(key) if kind == "profile" else known.get((kind, key), (0, False))[0]
+        name = f"profile:{pid}" if pid > 0 else f"{kind}:{key}"
+        out.append(zlib.crc32(name.encode()) % count)
+    return out
+
+
+@st.composite
+def requests_with_everything(draw):
+    out = []
+    for index in range(draw(st.integers(1, 14))):
+        identities = draw(st.lists(st.tuples(st.sampled_from(["email", "cookie", "external", "anonymous", "user"]),
+                                             st.sampled_from(["x1", "x2", "a-1", "u-1"])), max_size=2))
+        out.append(Message(
+            kind=Kind.TRACK, index=index,
+            user_id=draw(users), anonymous_id=draw(ids),
+            identities=identities,
+            profile_id=draw(st.none() | st.integers(1, 4)),
+            session_id=draw(st.none() | st.sampled_from(["s-1", "s-2"])),
+        ))
+    known = draw(st.dictionaries(
+        st.tuples(st.sampled_from(["user", "anonymous", "email"]), st.sampled_from(["u-0", "u-1", "a-1", "a-2", "x1"])),
+        st.tuples(st.integers(1, 50), st.booleans()),
+    ))
+    return out, known
+
+
+@given(requests_with_everything(), st.integers(1, 7))
+def test_lanes_match_the_reference(request, count):
+    messages, known = request
+    assert lanes(messages, count, known) == reference_lanes(messages, count, known)

@@ -474,12 +474,17 @@ def test_a_request_split_over_lanes_is_queued_whole_or_not_at_all(site, settings
     assert not InboxBatch.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_one_running_drain_stores_every_lane_whose_drain_is_not_running(site, settings):
+def queue_in_two_lanes(site, settings, prefix: str) -> None:
+    """Two drains; a batch of 20 visitors queued as one row in each lane."""
     settings.INGEST_DRAINS = 2
-    people = [f"turn-{i}" for i in range(20)]
+    people = [f"{prefix}-{i}" for i in range(20)]
     post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
     assert set(InboxBatch.objects.values_list("lane", flat=True)) == {0, 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_running_drain_stores_every_lane_whose_drain_is_not_running(site, settings):
+    queue_in_two_lanes(site, settings, "turn")
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:  # lane 1's drain is running elsewhere
@@ -592,10 +597,7 @@ def test_a_chunk_of_only_held_people_stores_nothing_and_keeps_every_row_whole(si
 
 @pytest.mark.django_db(transaction=True)
 def test_the_only_drain_stores_every_lane_in_one_chunk(site, settings):
-    settings.INGEST_DRAINS = 2
-    people = [f"one-{i}" for i in range(20)]
-    post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
-    assert set(InboxBatch.objects.values_list("lane", flat=True)) == {0, 1}
+    queue_in_two_lanes(site, settings, "one")
 
     with mock.patch.object(inbox, "_store_rows", wraps=inbox._store_rows) as store_rows:
         stats = inbox.drain(idle_seconds=0)
@@ -607,9 +609,7 @@ def test_the_only_drain_stores_every_lane_in_one_chunk(site, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_helper_drain_stops_after_a_small_chunk_and_leaves_the_rest_to_drain_zero(site, settings):
-    settings.INGEST_DRAINS = 2
-    people = [f"helper-{i}" for i in range(20)]
-    post(site, "/v1/batch", batch(*(track(n=i, anonymousId=p) for i, p in enumerate(people))))
+    queue_in_two_lanes(site, settings, "helper")
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:  # drain 0 is running elsewhere

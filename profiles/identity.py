@@ -630,20 +630,7 @@ def held_back(
     storing it first changes no outcome. Conservative: ids are joined by key whatever
     their kind. (``ident`` and ``session_profiles`` as loaded, before the busy ids were
     left out of them.)"""
-    root: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        root.setdefault(x, x)
-        while root[x] != x:
-            root[x] = root[root[x]]
-            x = root[x]
-        return x
-
-    def union(a: str, b: str) -> None:
-        a, b = find(a), find(b)
-        if a != b:
-            root[a] = b
-
+    root: dict[str, str] = {}  # a union-find over ids, sessions and profiles (tracking.db)
     nodes: list[list[str]] = []
     for m in messages:
         own = [f"k:{key}" for key in (m.user_id, m.anonymous_id, m.previous_id) if key]
@@ -652,16 +639,16 @@ def held_back(
         if m.session_id:
             own.append(f"s:{m.session_id}")
         for other in own[1:]:
-            union(own[0], other)
+            db.union(root, own[0], other)
         nodes.append(own)
     for (_, key), pid in ident.items():
-        union(f"k:{key}", f"p:{pid}")
+        db.union(root, f"k:{key}", f"p:{pid}")
     for session_id, pid in session_profiles.items():
-        union(f"s:{session_id}", f"p:{pid}")
+        db.union(root, f"s:{session_id}", f"p:{pid}")
     for child, target in parent.items():
-        union(f"p:{child}", f"p:{target}")
-    held = {find(f"p:{pid}") for pid in busy}
-    return {m.index for m, own in zip(messages, nodes, strict=True) if own and find(own[0]) in held}
+        db.union(root, f"p:{child}", f"p:{target}")
+    held = {db.find(root, f"p:{pid}") for pid in busy}
+    return {m.index for m, own in zip(messages, nodes, strict=True) if own and db.find(root, own[0]) in held}
 
 
 def profiles_of_messages(site: Site, messages: Sequence[Message]) -> dict[int, int]:

@@ -58,8 +58,9 @@ def text_array(values: Iterable[str]) -> str:
     return "{" + ",".join(['"' + v.translate(_ARRAY_ESCAPES) + '"' for v in values]) + "}"
 
 
-def next_ids_sql(table: str) -> str:
-    """SQL for the next ids of ``table``'s sequence, as many as its one ``%s``.
+def next_ids_sql(table: str, count: str = "%s::int") -> str:
+    """SQL for the next ids of ``table``'s sequence, as many as ``count`` (an SQL
+    expression: by default the statement's one ``%s``; a column in a per-row subquery).
 
     The sequence is looked up once (``OFFSET 0`` keeps the subquery from being merged
     into the outer query): ``nextval(pg_get_serial_sequence(…))`` looked it up again for
@@ -67,8 +68,28 @@ def next_ids_sql(table: str) -> str:
     return (
         "SELECT nextval(s.seq) FROM"
         f" (SELECT pg_get_serial_sequence('{table}', 'id')::regclass AS seq OFFSET 0) s,"
-        " generate_series(1, %s::int)"
+        f" generate_series(1, {count})"
     )
+
+
+def find(parent: dict, x):
+    """The root of ``x`` in a union-find kept in ``parent`` (halving the path)."""
+    while (p := parent.get(x, x)) != x:
+        parent[x] = parent.get(p, p)
+        x = p
+    return x
+
+
+def union(parent: dict, a, b):
+    """Join the sets of ``a`` and ``b``; the smaller root stays the root (so a set's
+    root is its smallest member). Returns that root."""
+    a, b = find(parent, a), find(parent, b)
+    if a == b:
+        return a
+    if b < a:
+        a, b = b, a
+    parent[b] = a
+    return a
 
 
 def vacuum(tables: Sequence[str], *, options: str = "") -> bool:

@@ -210,6 +210,9 @@ def _promise_profiles(
     return promised
 
 
+_RESERVE_PROFILE_IDS = db.next_ids_sql("profiles_profile", count="v.reserve")
+
+
 def _insert(
     site, rows: list[tuple[int, list[Message], int]], *, received_at, actor
 ) -> list[tuple[int, list[int]]]:
@@ -219,16 +222,13 @@ def _insert(
     params: list = [site.pk, received_at, actor]
     for lane, messages, reserve in rows:
         params += [lane, len(messages), reserve, _dump(messages)]
-    # The sequence is looked up once (OFFSET 0 keeps the subquery apart; see
-    # db.next_ids_sql), and each row takes its ids from it.
     inserted = db.execute(
         f"""
         INSERT INTO tracking_inboxbatch
             (site_id, received_at, actor, message_count, lane, reserved, messages, attempts, last_error)
         SELECT %s, %s, %s, v.message_count, v.lane,
-               ARRAY(SELECT nextval(s.seq) FROM generate_series(1, v.reserve)), v.messages, 0, ''
-        FROM (VALUES {values}) AS v(lane, message_count, reserve, messages),
-             (SELECT pg_get_serial_sequence('profiles_profile', 'id')::regclass AS seq OFFSET 0) s
+               ARRAY({_RESERVE_PROFILE_IDS}), v.messages, 0, ''
+        FROM (VALUES {values}) AS v(lane, message_count, reserve, messages)
         RETURNING id, lane, reserved
         """,
         params,
@@ -269,13 +269,6 @@ def lanes(
     # worked out once. (The web side runs this for every batched message: pairs of
     # (kind, key), a best-id pass and a crc32 per message cost 12% of its instructions.)
     parent: dict[tuple[int, str, str], tuple[int, str, str]] = {}
-
-    def find(x: tuple[int, str, str]) -> tuple[int, str, str]:
-        while (p := parent.get(x, x)) != x:
-            parent[x] = parent.get(p, p)  # path halving
-            x = p
-        return x
-
     ids = []
     for m in messages:
         own = [(0, "anonymous", m.anonymous_id)] if m.anonymous_id else []
@@ -287,15 +280,8 @@ def lanes(
             own.append((5, "profile", str(m.profile_id)))
         if m.session_id:
             own.append((6, "session", m.session_id))
-        if len(own) > 1:
-            root = find(own[0])
-            for other in own[1:]:
-                b = find(other)
-                if b != root:
-                    if b < root:
-                        parent[root], root = b, b
-                    else:
-                        parent[b] = root
+        for other in own[1:]:
+            db.union(parent, own[0], other)
         ids.append(own)
     chosen: dict[tuple[int, str, str], int] = {}
     out = []
@@ -303,7 +289,7 @@ def lanes(
         if not own:
             out.append(0)
             continue
-        root = find(own[0])
+        root = db.find(parent, own[0])
         lane = chosen.get(root)
         if lane is None:
             _, kind, key = root

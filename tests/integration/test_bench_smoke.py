@@ -145,3 +145,14 @@ def test_the_cpu_meter_splits_cpu_by_part():
     assert cores["web"] > 0.2  # it spun the whole time (on a busy machine, part of a core)
     assert cores["clients"] > 0.1
     assert cores["drain"] == 0.0
+
+
+def test_settling_between_phases_vacuums_and_checkpoints():
+    from tracking.benchmarks import http
+
+    before = http.server_counters()
+    http.settle_written_tables()
+    after = http.server_counters()
+    assert set(before) == {"checkpoints", "checkpoint_mb", "wal_mb", "wal_full_page_images"}
+    assert after["checkpoints"] >= before["checkpoints"] + 1  # the CHECKPOINT, finished
+    assert after["wal_mb"] >= before["wal_mb"] and after["wal_full_page_images"] >= before["wal_full_page_images"]

@@ -190,6 +190,10 @@ class _Closed(Exception):
     pass
 
 
+SLOW_MS = 50.0  # the latency target: requests at or over it are kept with their send time
+MAX_SLOW = 5000
+
+
 def main() -> None:
     """``python -m tracking.benchmarks.client`` with the spec as JSON on stdin; prints the
     stats as JSON. A plain process, not multiprocessing: nothing of the parent (Django,
@@ -209,6 +213,7 @@ def run(spec: dict) -> dict:
     path = "/v1/batch" if batch_size else "/v1/track"
     connection = Connection(host, port)
     latencies: list[float] = []
+    slow: list[tuple[float, float]] = []  # (seconds into the run, ms) of each slow request
     stats = {"requests": 0, "events_sent": 0, "events_accepted": 0, "failed": 0, "statuses": {}, "samples": []}
     interval = 1.0 / spec["rate"] if spec.get("rate") else 0.0
     while time.time() < spec["start_at"]:
@@ -235,7 +240,10 @@ def run(spec: dict) -> dict:
                 stats["samples"].append(repr(exc))
             connection.close()
             continue
-        latencies.append((time.perf_counter() - begin) * 1000)
+        latency = (time.perf_counter() - begin) * 1000
+        latencies.append(latency)
+        if latency >= SLOW_MS and len(slow) < MAX_SLOW:
+            slow.append((round(begin - started, 3), round(latency, 1)))
         stats["requests"] += 1
         sent = batch_size or 1
         stats["events_sent"] += sent
@@ -249,6 +257,7 @@ def run(spec: dict) -> dict:
                 stats["samples"].append(f"{status} {answer[:300]!r}")
     stats["elapsed"] = time.perf_counter() - started
     stats["latencies"] = latencies
+    stats["slow"] = slow
     connection.close()
     return stats
 

@@ -212,6 +212,8 @@ class LoadResult:
     statuses: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    slow: list[tuple[float, float]] = field(default_factory=list)  # (s into the run, ms) ≥ client.SLOW_MS
+    postgres: dict[str, int] = field(default_factory=dict)  # server_counters() over the run and its drain
     errors: list[str] = field(default_factory=list)
     rss_max_mb: float = 0.0
     started_at: float = 0.0  # wall clock (time.time()) when the clients started
@@ -258,9 +260,45 @@ class LoadResult:
             "max_ms": _round(max(self.latencies) if self.latencies else None),
             "worker_rss_max_mb": round(self.rss_max_mb, 1),
             "cpu_cores": self.cpu_cores,
+            "slow": slow_summary(self.slow),
+            "postgres": self.postgres,
             "failure_samples": self.samples[:5],
             "client_errors": self.errors[:5],
         }
+
+
+def slow_summary(slow: list[tuple[float, float]], top: int = 3) -> dict:
+    """Requests at or over the latency target, and the seconds of the run where most of
+    them were sent: a stall (a checkpoint's sync, a lock) shows as one or two such seconds,
+    an overloaded server as slow requests spread over the whole run."""
+    by_second: dict[int, list[float]] = {}
+    for at, ms in slow:
+        by_second.setdefault(int(at), []).append(ms)
+    worst = sorted(by_second.items(), key=lambda item: (-len(item[1]), item[0]))[:top]
+    return {
+        "over_ms": client.SLOW_MS,
+        "requests": len(slow),
+        "seconds_with_any": len(by_second),
+        "worst_seconds": [{"second": second, "requests": len(ms), "max_ms": max(ms)} for second, ms in worst],
+    }
+
+
+def server_counters() -> dict[str, int]:
+    """PostgreSQL's running totals: checkpoints and the MB of buffers they wrote
+    (pg_stat_bgwriter up to PostgreSQL 16, pg_stat_checkpointer from 17), and the WAL
+    written, with its full-page images (pg_stat_wal, PostgreSQL 14 and later)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('server_version_num')::int")
+        if cursor.fetchone()[0] >= 170000:
+            view, count, buffers = "pg_stat_checkpointer", "num_timed + num_requested", "buffers_written"
+        else:
+            view, count, buffers = "pg_stat_bgwriter", "checkpoints_timed + checkpoints_req", "buffers_checkpoint"
+        cursor.execute(
+            f"SELECT {count}, {buffers} * current_setting('block_size')::bigint / 1048576, "
+            f"w.wal_bytes / 1048576, w.wal_fpi FROM {view}, pg_stat_wal w"
+        )
+        checkpoints, checkpoint_mb, wal_mb, fpi = cursor.fetchone()
+    return {"checkpoints": checkpoints, "checkpoint_mb": int(checkpoint_mb), "wal_mb": int(wal_mb), "wal_full_page_images": fpi}
 
 
 def _round(value: float | None) -> float | None:
@@ -315,6 +353,7 @@ def run_load(
         web_pid=server.process.pid if server.process else None,
         drain_pid=server.worker.pid if server.worker else None,
     )
+    before = server_counters()
     time.sleep(max(0.0, start_at - time.time()))
     meter.start()
     collected = []
@@ -327,6 +366,8 @@ def run_load(
     result = LoadResult(mode=mode, processes=processes, duration=duration, started_at=start_at)
     result.cpu_cores = meter.stop()
     result.drained_at = server.wait_drained()
+    after = server_counters()
+    result.postgres = {key: after[key] - before[key] for key in after}
     result.rss_max_mb = sampler.stop()
     elapsed = []
     for stats in collected:
@@ -339,6 +380,7 @@ def run_load(
         result.failed += stats["failed"]
         result.samples += stats["samples"]
         result.latencies += stats["latencies"]
+        result.slow += [tuple(pair) for pair in stats.get("slow", ())]
         elapsed.append(stats["elapsed"])
         for status, count in stats["statuses"].items():
             result.statuses[status] = result.statuses.get(status, 0) + count
@@ -386,18 +428,26 @@ def cleanup_run(site_id: int, since, first_new_profile: int) -> None:
             "DELETE FROM tracking_session WHERE site_id = %s AND profile_id >= %s", [site_id, first_new_profile]
         )
         cursor.execute("DELETE FROM profiles_profile WHERE site_id = %s AND id >= %s", [site_id, first_new_profile])
-    vacuum_written_tables()
+    settle_written_tables()
 
 
-# What an ingest writes (and a cleanup deletes). Vacuumed before the HTTP phases, between
-# the batch and track phases and after the cleanup: otherwise autovacuum clears one run's
-# or phase's dead rows during the next one and its CPU lands in that one's figures
-# (/v1/track varied 1,170-1,590 req/s from run to run on the same code before this).
+# What an ingest writes (and a cleanup deletes). Settled before the HTTP phases, between
+# them and after the cleanup, so one phase's leftovers are not paid for in the next:
+# - VACUUM: otherwise autovacuum clears one run's or phase's dead rows during the next one
+#   and its CPU lands in that one's figures (/v1/track varied 1,170-1,590 req/s from run
+#   to run on the same code before this);
+# - CHECKPOINT: the batch phase leaves gigabytes of dirty pages and WAL past max_wal_size's
+#   trigger, so a checkpoint ran through the paced phases; its writes slowed the WAL
+#   flush every /v1/track commit waits for (sampled: commits waiting on WALSync/WALWrite
+#   at the moment the checkpointer wrote), 100 requests over 50 ms in one second.
+#   Checkpoints a phase's own writes cause still land in it; the report shows them.
 WRITTEN_TABLES = (
     "profiles_profile", "profiles_identity", "profiles_profilemerge", "tracking_session",
     "tracking_event", "tracking_messagededupe", "tracking_pendingwork", "tracking_inboxbatch",
 )
 
 
-def vacuum_written_tables() -> None:
+def settle_written_tables() -> None:
     db.vacuum(WRITTEN_TABLES, options="ANALYZE")
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")

@@ -137,11 +137,18 @@ def rows(results: dict) -> list[Row]:
                 _met(overload["p99_ms"] is not None and overload["p99_ms"] < TARGETS["track_paced_p99_ms"]),
             )
         )
+    for key, label in (("track_paced", "/v1/track at half the max"), ("track_paced_at_target", "/v1/track at half the target")):
+        phase = http.get(key) or {}
+        if phase.get("slow") is not None:
+            out.append(Row(f"{label}: requests over {phase['slow']['over_ms']:.0f} ms; PostgreSQL checkpoints meanwhile", _stalls(phase)))
     for key, label in (("batch", "/v1/batch"), ("track_max", "/v1/track max")):
-        cores = (http.get(key) or {}).get("cpu_cores")
+        phase = http.get(key) or {}
+        cores = phase.get("cpu_cores")
         if cores:
             split = ", ".join(f"{part} {value:.2f}" for part, value in cores.items())
             out.append(Row(f"{label}: CPU by part while the clients sent (cores)", split))
+        if phase.get("postgres") and phase.get("events_accepted"):
+            out.append(Row(f"{label}: PostgreSQL WAL per stored event (until stored)", _wal(phase)))
     rss = http.get("worker_rss_max_mb")
     if rss:
         target = TARGETS["worker_rss_mb"]
@@ -155,6 +162,26 @@ def rows(results: dict) -> list[Row]:
             )
         )
     return out
+
+
+def _wal(phase: dict) -> str:
+    counters, events = phase["postgres"], phase["events_accepted"]
+    return (
+        f"{counters['wal_mb'] * 1024 / events:,.1f} KB, {counters['wal_full_page_images'] / events:,.2f} full-page images "
+        f"({counters['wal_mb']:,} MB in all; checkpoints: {counters['checkpoints']} finished, "
+        f"{counters['checkpoint_mb']:,} MB written)"
+    )
+
+
+def _stalls(phase: dict) -> str:
+    slow, counters = phase["slow"], phase.get("postgres") or {}
+    text = f"{slow['requests']:,} in {slow['seconds_with_any']} s of {phase['duration_s']:.0f}"
+    if slow["worst_seconds"]:
+        worst = slow["worst_seconds"][0]
+        text += f" (most in second {worst['second']}: {worst['requests']:,}, up to {worst['max_ms']:,.0f} ms)"
+    if counters:
+        text += f"; checkpoints: {counters['checkpoints']} finished, {counters['checkpoint_mb']:,} MB written"
+    return text
 
 
 def markdown(results: dict) -> str:

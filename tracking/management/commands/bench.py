@@ -198,16 +198,28 @@ class Command(BaseCommand):
         }
         since, first_new = timezone.now(), _next_profile_id()
         rss = 0.0
-        self.stdout.write("Vacuuming the tables an ingest writes …")
-        http.vacuum_written_tables()
+        self.stdout.write("Vacuuming the tables an ingest writes, then a checkpoint …")
+        http.settle_written_tables()
         connection.close()  # the server and clients get their own connections
         server = http.Server(kind=o["server"], workers=o["workers"], threads=o["threads"], drains=o["drains"])
         self.stdout.write(f"Starting {o['server']} with {o['workers']} workers on port {server.port} …")
+        phases_run = []
+
+        def settle() -> None:
+            # A phase after another one starts with the earlier one's dead rows vacuumed
+            # and its dirty pages written out (http.WRITTEN_TABLES says why).
+            if phases_run:
+                self.stdout.write("Vacuum and checkpoint after the last phase …")
+                http.settle_written_tables()
+                connection.close()
+            phases_run.append(True)
+
         try:
             with server:
                 server.warm()
                 common = {"write_key": write_key, "people": people, "run_id": run_id, "duration": duration, "seed": o["seed"]}
                 if "batch" in phases:
+                    settle()
                     self.stdout.write(f"/v1/batch of 100 for {duration:.0f} s with {o['batch_clients']} clients …")
                     spy = self._spy(server, "batch", duration, o)
                     batch = http.run_load(server, mode="batch", processes=o["batch_clients"], batch_size=100, **common)
@@ -225,10 +237,7 @@ class Command(BaseCommand):
                     connection.close()
                 track_rate = None
                 if "track" in phases:
-                    # The batch phase's dead rows (profile updates, deleted inbox rows) are
-                    # vacuumed first, so autovacuum does not clear them during this phase.
-                    http.vacuum_written_tables()
-                    connection.close()
+                    settle()
                     self.stdout.write(f"/v1/track single events for {duration:.0f} s with {o['track_clients']} clients …")
                     spy = self._spy(server, "track", duration, o)
                     track = http.run_load(server, mode="track", processes=o["track_clients"], **common)
@@ -245,6 +254,7 @@ class Command(BaseCommand):
                     if track_rate is not None and track_rate < target:
                         rates["track_paced_at_target"] = target / 2
                     for key, rate in rates.items():
+                        settle()
                         self.stdout.write(f"/v1/track paced at {rate:,.0f} req/s for {duration:.0f} s …")
                         paced = http.run_load(server, mode="paced", processes=4, rate=rate, **common)
                         out[key] = {**paced.summary(), "rate_target": round(rate, 1)}

@@ -59,7 +59,10 @@ def loads(text: str | bytes, **stdlib_options: Any) -> Any:
     data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     if not _has_long_number(data):
         try:
-            return orjson.loads(text)
+            # The bytes, not ``text``: orjson refuses str subclasses (``RawJSON``), and
+            # every queued context the drain read went through that refusal and then
+            # the standard library.
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     return json.loads(text, **stdlib_options)

@@ -56,3 +56,17 @@ def test_what_orjson_refuses_is_read_by_the_standard_library_with_its_options():
         jsontext.loads("[NaN]", parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
     with pytest.raises(json.JSONDecodeError):
         jsontext.loads("{not json")
+
+
+def test_queued_json_text_is_read_by_orjson(monkeypatch):
+    # RawJSON (a str subclass, the inbox's queued properties and context) once fell back
+    # to the standard library on every read: orjson refuses str subclasses.
+    def refuse(*args, **kwargs):
+        raise AssertionError("read by the standard library")
+
+    monkeypatch.setattr(jsontext.json, "loads", refuse)
+    assert jsontext.parsed(jsontext.RawJSON('{"page": {"path": "/p/1"}, "ip": "198.51.100.7"}')) == {
+        "page": {"path": "/p/1"},
+        "ip": "198.51.100.7",
+    }
+    assert jsontext.loads(jsontext.RawJSON("[1, 2]")) == [1, 2]

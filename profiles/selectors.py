@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import BooleanField, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from profiles.models import Company, Identity, Profile
+from tracking import db
 from tracking import selectors as event_selectors
 from tracking.keyset import Cursor, Page, keyset_page
 from tracking.models import Event, Session, Site
@@ -73,39 +74,74 @@ def _property_documents(path: str, raw: str) -> list[Any]:
     return docs
 
 
-def _matching_ids_sql(site_id: int, q: str) -> tuple[str, list[Any]]:
-    """A UNION of profile ids matching free text ``q``; each arm has its own index:
+def _text_matches(site_id: int, q: str, cap: int) -> tuple[set[int], bool]:
+    """(ids, complete): the people free text ``q`` names, read up to ``cap`` + 1 rows an
+    index; ``complete`` when none of those reads was cut short, so ``ids`` are all of
+    them, all live (identities always name live profiles). It matches a case-insensitive prefix of any identity key (index on
+    (site_id, lower(key) text_pattern_ops)) or of the email property (expression index
+    profile_site_email_lower_prefix), or, all digits, our own profile id.
 
-    - any identity key, case-insensitive prefix (wants an index on
-      (site_id, lower(key) text_pattern_ops));
-    - the email property, case-insensitive prefix (wants an expression index on
-      (site_id, lower(properties->>'email') text_pattern_ops) where merged_into is null);
-    - digits: our own profile id (primary key).
-    """
+    Each arm reads at most ``cap`` + 1 rows from its index, so a prefix that names a
+    third of a million people costs what one naming ten thousand does (20 ms on bench
+    data, against 0.6 s to collect every match)."""
     prefix = _like_prefix(q.lower())
+    limit = cap + 1
     arms = [
-        "SELECT profile_id FROM profiles_identity WHERE site_id = %s AND lower(key) LIKE %s",
-        "SELECT id FROM profiles_profile WHERE site_id = %s AND merged_into_id IS NULL"
-        " AND lower(properties->>'email') LIKE %s",
+        "(SELECT profile_id, 0 FROM profiles_identity WHERE site_id = %s AND lower(key) LIKE %s LIMIT %s)",
+        "(SELECT id, 1 FROM profiles_profile WHERE site_id = %s AND merged_into_id IS NULL"
+        " AND lower(properties->>'email') LIKE %s LIMIT %s)",
     ]
-    params: list[Any] = [site_id, prefix, site_id, prefix]
+    params: list[Any] = [site_id, prefix, limit, site_id, prefix, limit]
     if q.isdigit() and len(q) < 19:
-        arms.append("SELECT id FROM profiles_profile WHERE site_id = %s AND id = %s")
+        arms.append("(SELECT id, 2 FROM profiles_profile WHERE site_id = %s AND merged_into_id IS NULL AND id = %s)")
         params += [site_id, int(q)]
-    return "\nUNION\n".join(arms), params
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(arms), params)
+        rows = cursor.fetchall()
+    per_arm = [0, 0, 0]
+    for _, arm in rows:
+        per_arm[arm] += 1
+    return {pid for pid, _ in rows}, max(per_arm) <= cap
 
 
-def people_queryset(*, site: Site, q: str = "") -> QuerySet[Profile]:
+def _text_match_condition(q: str) -> RawSQL:
+    """The same match as ``_text_matches``, tested on each profile row: for a prefix
+    that names many people, walking the sort's index and testing rows finds a page in a
+    few ms. The identity test is a scalar subquery with LIMIT, which PostgreSQL runs per
+    row through the profile_id index; written as EXISTS it hashed every identity that
+    matched first (180 ms on bench data)."""
+    prefix = _like_prefix(q.lower())
+    sql = (
+        "lower(profiles_profile.properties->>'email') LIKE %s"
+        " OR (SELECT 1 FROM profiles_identity i WHERE i.profile_id = profiles_profile.id"
+        " AND lower(i.key) LIKE %s LIMIT 1) IS NOT NULL"
+    )
+    params: list[Any] = [prefix, prefix]
+    if q.isdigit() and len(q) < 19:
+        sql += " OR profiles_profile.id = %s"
+        params.append(int(q))
+    return RawSQL(f"({sql})", params, output_field=BooleanField())
+
+
+def _clean_query(q: str) -> str:
+    return (q or "").replace("\x00", "").strip()[:255]  # PostgreSQL text cannot hold NUL
+
+
+def people_queryset(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> QuerySet[Profile]:
     """Live (not merged-away) people of the site, optionally matching ``q``.
 
     ``q`` written ``name=value`` matches a property value (dots reach nested keys;
     ``age=30`` matches 30 and "30"). It is a filter on the profile row itself, so the
     planner can walk the last-seen index when matches are common and a GIN index on
     properties when they are rare. Any other ``q`` matches an identity key or the
-    email property by case-insensitive prefix, or a profile id.
+    email property by case-insensitive prefix, or a profile id: when at most ``cap``
+    people match, by their ids (a sort of at most ``cap`` rows); when more do, by a test
+    of each row as the sort's index is walked (they are then common enough that a page
+    is found soon). A prefix naming a third of the bench's million people took 2.1 s to
+    page and count by ids alone.
     """
     qs = Profile.objects.filter(site=site, merged_into__isnull=True)
-    q = (q or "").replace("\x00", "").strip()[:255]  # PostgreSQL text cannot hold NUL
+    q = _clean_query(q)
     if not q:
         return qs
     match = _PROPERTY_QUERY.match(q)
@@ -114,8 +150,10 @@ def people_queryset(*, site: Site, q: str = "") -> QuerySet[Profile]:
         for doc in _property_documents(match.group(1), match.group(2)):
             condition |= Q(properties__contains=doc)
         return qs.filter(condition)
-    sql, params = _matching_ids_sql(site.pk, q)
-    return qs.filter(pk__in=RawSQL(sql, params))
+    ids, complete = _text_matches(site.pk, q, cap)
+    if not complete or len(ids) > cap:
+        return qs.filter(_text_match_condition(q))
+    return qs.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", [db.int_array(ids)]))
 
 
 def people_page(
@@ -133,7 +171,16 @@ def people_page(
 def people_count(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many people match, counted up to ``cap`` (an exact count of a million rows
     is a full index scan; "10,000+" says enough). Returns (count, capped)."""
-    n = people_queryset(site=site, q=q).values("pk")[: cap + 1].count()
+    clean = _clean_query(q)
+    if clean and not _PROPERTY_QUERY.match(clean):
+        ids, complete = _text_matches(site.pk, clean, cap)
+        if len(ids) > cap:
+            return cap, True
+        if complete:
+            return len(ids), False
+        # Cut short yet at most ``cap`` distinct people: one person had several matching
+        # identities. Counted row by row below.
+    n = people_queryset(site=site, q=q, cap=cap).values("pk")[: cap + 1].count()
     return min(n, cap), n > cap
 
 

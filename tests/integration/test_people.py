@@ -101,6 +101,48 @@ def test_it_sorts_people_by_first_seen(site):
     assert search(site, "", sort="last_seen") == [new.pk, old.pk]
 
 
+def test_free_text_search_finds_the_same_people_however_many_match(site, other_site):
+    # Few matches are found by their ids, many by testing rows along the sort's index
+    # (profiles.selectors.people_queryset); a small cap makes every query take both
+    # paths, and each must give what a plain reading of the rule gives, in order.
+    now = timezone.now()
+    specs = [
+        (("user:ann-1",), {"email": "Ann@Example.com"}),
+        (("anonymous:a-1", "anonymous:a-2"), {"email": "anna@shop.example"}),
+        (("user:Bob", "email:annex@work.example"), {}),
+        (("user:ann-2", "user:ann-3", "anonymous:ann-4"), {}),  # three matching identities
+        (("user:carl",), {"email": "carl@annual.example"}),
+        (("anonymous:a-3",), {}),
+    ]
+    people = [
+        person(site, *ids, properties=props, last_seen=now - timedelta(minutes=n), first_seen=now - timedelta(days=n))
+        for n, (ids, props) in enumerate(specs)
+    ]
+    gone = person(site, properties={"email": "ann.old@example.com"})
+    merge(gone, people[0])
+    person(other_site, "user:ann-9", properties={"email": "ann@other.example"})
+
+    def reference(q):
+        q = q.lower()
+        keys = {p.pk: [i.key.lower() for i in p.identities.all()] for p in people}
+        return [
+            p.pk
+            for p in people
+            if str(p.properties.get("email", "")).lower().startswith(q)
+            or any(key.startswith(q) for key in keys[p.pk])
+            or str(p.pk) == q
+        ]
+
+    for q in ["ann", "ANN-", "a", "a-", "bob", "carl@", str(people[5].pk), str(gone.pk), "zzz", "%"]:
+        expected = reference(q)  # people are in last-seen order, newest first
+        for cap in (0, 1, 2, 3, 100):
+            found = selectors.people_queryset(site=site, q=q, cap=cap).order_by("-last_seen", "-id")
+            assert ids_of(found) == expected, (q, cap)
+            oldest_first = selectors.people_queryset(site=site, q=q, cap=cap).order_by("first_seen", "id")
+            assert ids_of(oldest_first) == expected[::-1], (q, cap)
+            assert selectors.people_count(site=site, q=q, cap=cap) == (min(len(expected), cap), len(expected) > cap)
+
+
 def test_it_counts_matches_up_to_a_cap(site):
     for i in range(5):
         person(site, f"user:c{i}")

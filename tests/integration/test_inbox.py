@@ -314,6 +314,24 @@ def test_vacuum_runs_outside_a_transaction_and_is_skipped_inside_one(site):
     assert InboxBatch.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_vacuum_never_truncates_the_inbox(site):
+    # Truncating takes an ACCESS EXCLUSIVE lock: every request's INSERT would wait on it.
+    for n in range(40):
+        post(site, "/v1/track", track(anonymousId=f"a-t{n}"))
+    drain_all()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size('tracking_inboxbatch')")
+        size = cursor.fetchone()[0]
+        inbox.vacuum()
+        cursor.execute("SELECT pg_relation_size('tracking_inboxbatch')")
+        assert size > 0 and cursor.fetchone()[0] == size
+        cursor.execute("VACUUM tracking_inboxbatch")  # autovacuum reads the same setting
+        cursor.execute("SELECT pg_relation_size('tracking_inboxbatch')")
+        assert cursor.fetchone()[0] == size
+    assert InboxBatch.objects.count() == 0
+
+
 def test_hot_statements_are_prepared_once_per_connection(site):
     from django.db import IntegrityError
 

@@ -246,6 +246,7 @@ class LoadResult:
             "stored_per_s": round(self.stored_per_second, 1),
             "drain_lag_s": round(self.drained_at - self.started_at - self.duration, 2) if self.drained_at else None,
             "mode": self.mode,
+            "started_at": round(self.started_at, 3),  # Unix time: to find a slow second in logs
             "processes": self.processes,
             "duration_s": round(self.duration, 2),
             "requests": self.requests,

@@ -9,7 +9,7 @@ from django.utils import timezone
 from profiles import selectors, services
 from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
 from tests.people import company, event, events, merge, person, session
-from tracking.keyset import Cursor, InvalidCursor
+from tracking.keyset import Cursor, InvalidCursor, keyset_page
 from tracking.models import Event, Session
 
 pytestmark = pytest.mark.django_db
@@ -141,6 +141,19 @@ def test_free_text_search_finds_the_same_people_however_many_match(site, other_s
             oldest_first = selectors.people_queryset(site=site, q=q, cap=cap).order_by("first_seen", "id")
             assert ids_of(oldest_first) == expected[::-1], (q, cap)
             assert selectors.people_count(site=site, q=q, cap=cap) == (min(len(expected), cap), len(expected) > cap)
+            # Paging one person at a time with the keyset cursor, as the list does.
+            seen, page = [], keyset_page(
+                selectors.people_queryset(site=site, q=q, cap=cap), field="last_seen", descending=True, cursor=None, limit=1
+            )
+            while True:
+                seen += ids_of(page.items)
+                if page.next is None:
+                    break
+                page = keyset_page(
+                    selectors.people_queryset(site=site, q=q, cap=cap),
+                    field="last_seen", descending=True, cursor=page.next, limit=1,
+                )
+            assert seen == expected, (q, cap)
 
 
 def test_it_counts_matches_up_to_a_cap(site):

@@ -77,8 +77,9 @@ def _property_documents(path: str, raw: str) -> list[Any]:
 def _text_matches(site_id: int, q: str, cap: int) -> tuple[set[int], bool]:
     """(ids, complete): the people free text ``q`` names, read up to ``cap`` + 1 rows an
     index; ``complete`` when none of those reads was cut short, so ``ids`` are all of
-    them, all live (identities always name live profiles). It matches a case-insensitive prefix of any identity key (index on
-    (site_id, lower(key) text_pattern_ops)) or of the email property (expression index
+    them. All are live: a merge moves the identities of the profile it retires. ``q`` is
+    a case-insensitive prefix of any identity key (index on (site_id, lower(key)
+    text_pattern_ops)) or of the email property (expression index
     profile_site_email_lower_prefix), or, all digits, our own profile id.
 
     Each arm reads at most ``cap`` + 1 rows from its index, so a prefix that names a

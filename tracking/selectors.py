@@ -15,9 +15,11 @@ from django.utils import timezone
 from tracking.keyset import Cursor, Page, keyset_page
 from tracking.models import Event, Session
 
-# The live feed looks at a short recent window first: on a busy site it already holds a
-# page of events and the sort stays small; a quiet site falls back to the whole window.
-LIVE_FIRST_WINDOW = timedelta(minutes=15)
+# The live feed looks at widening recent windows and stops at the first that holds a
+# page: each costs about the events in it (sorted for the top page), so a busy site is
+# answered from its last seconds and a quiet one from a longer span. One fixed 15-minute
+# window held 407,000 events on bench data taking 450 a second: 277 ms a refresh.
+LIVE_WINDOWS = (timedelta(seconds=1), timedelta(seconds=10), timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1))
 
 
 def _of_profiles(site_id: int, profile_ids: Sequence[int]) -> QuerySet[Event]:
@@ -88,8 +90,8 @@ def events_recent(*, site_id: int, hours: int = 24, limit: int = 50) -> list[Eve
     """
     now = timezone.now()
     window = timedelta(hours=hours)
-    first = min(LIVE_FIRST_WINDOW, window)
-    for span in (first, window) if first < window else (window,):
+    rows: list[Event] = []
+    for span in [w for w in LIVE_WINDOWS if w < window] + [window]:
         rows = list(
             Event.objects.filter(site_id=site_id, received_at__gte=now - span).order_by(
                 "-received_at", "-id"

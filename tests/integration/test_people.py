@@ -272,6 +272,21 @@ def test_it_lists_the_newest_events_of_the_site_by_arrival(site, other_site):
     assert rows[0].profile == who
 
 
+def test_the_live_feed_reads_the_narrowest_recent_window_that_holds_a_page(site, django_assert_num_queries):
+    who = person(site, "user:busy")
+    now = timezone.now()
+    ago = [timedelta(milliseconds=300), timedelta(seconds=5), timedelta(seconds=40), timedelta(minutes=30)]
+    made = [event(who, f"e{n}", at=now - a, received_at=now - a) for n, a in enumerate(ago)]
+    # A page within the last second: one events query (and one for the people).
+    with django_assert_num_queries(2):
+        assert [r.event.id for r in selectors.live_events(site=site, limit=1)] == [made[0].id]
+    # Wider windows until a page is full, newest first, nothing older than needed.
+    assert [r.event.id for r in selectors.live_events(site=site, limit=3)] == [e.id for e in made[:3]]
+    # A quiet site falls back to the whole span asked for.
+    assert [r.event.id for r in selectors.live_events(site=site, limit=10)] == [e.id for e in made]
+    assert [r.event.id for r in selectors.live_events(site=site, hours=0.25, limit=10)] == [e.id for e in made[:3]]
+
+
 # --- export and forget -----------------------------------------------------------------
 
 

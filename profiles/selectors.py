@@ -310,7 +310,8 @@ class LiveEvent:
 
 
 def live_events(*, site: Site, hours: int = 24, limit: int = 50) -> list[LiveEvent]:
-    """The newest events of the site with the people who did them (2 queries)."""
+    """The newest events of the site with the people who did them: one query for the
+    people and one per recent window read (``tracking.selectors.LIVE_WINDOWS``)."""
     events = event_selectors.events_recent(site_id=site.pk, hours=hours, limit=limit)
     people = Profile.objects.filter(site=site, pk__in={e.profile_id for e in events}).only(
         "id", "properties", "is_identified", "merged_into_id"

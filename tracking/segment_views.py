@@ -130,11 +130,13 @@ def _respond(
     return response
 
 
+# The tracking endpoints first: every request tries the patterns in order, and these are
+# nearly all of them.
 urlpatterns = [
-    path("projects/<str:write_key>/settings", project_settings, name="segment-settings"),
     re_path(
         r"^(?P<endpoint>batch|track|identify|page|screen|group|alias|[btipsga])$",
         track,
         name="segment-track",
     ),
+    path("projects/<str:write_key>/settings", project_settings, name="segment-settings"),
 ]

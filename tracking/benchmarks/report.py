@@ -164,12 +164,15 @@ def rows(results: dict) -> list[Row]:
     return out
 
 
+def _checkpoints(counters: dict) -> str:
+    return f"checkpoints: {counters['checkpoints']} finished, {counters['checkpoint_mb']:,} MB written"
+
+
 def _wal(phase: dict) -> str:
     counters, events = phase["postgres"], phase["events_accepted"]
     return (
         f"{counters['wal_mb'] * 1024 / events:,.1f} KB, {counters['wal_full_page_images'] / events:,.2f} full-page images "
-        f"({counters['wal_mb']:,} MB in all; checkpoints: {counters['checkpoints']} finished, "
-        f"{counters['checkpoint_mb']:,} MB written)"
+        f"({counters['wal_mb']:,} MB in all; {_checkpoints(counters)})"
     )
 
 
@@ -180,7 +183,7 @@ def _stalls(phase: dict) -> str:
         worst = slow["worst_seconds"][0]
         text += f" (most in second {worst['second']}: {worst['requests']:,}, up to {worst['max_ms']:,.0f} ms)"
     if counters:
-        text += f"; checkpoints: {counters['checkpoints']} finished, {counters['checkpoint_mb']:,} MB written"
+        text += f"; {_checkpoints(counters)}"
     return text
 
 

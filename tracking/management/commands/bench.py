@@ -198,21 +198,16 @@ class Command(BaseCommand):
         }
         since, first_new = timezone.now(), _next_profile_id()
         rss = 0.0
-        self.stdout.write("Vacuuming the tables an ingest writes, then a checkpoint …")
-        http.settle_written_tables()
         connection.close()  # the server and clients get their own connections
         server = http.Server(kind=o["server"], workers=o["workers"], threads=o["threads"], drains=o["drains"])
         self.stdout.write(f"Starting {o['server']} with {o['workers']} workers on port {server.port} …")
-        phases_run = []
 
         def settle() -> None:
-            # A phase after another one starts with the earlier one's dead rows vacuumed
-            # and its dirty pages written out (http.WRITTEN_TABLES says why).
-            if phases_run:
-                self.stdout.write("Vacuum and checkpoint after the last phase …")
-                http.settle_written_tables()
-                connection.close()
-            phases_run.append(True)
+            # Every phase starts with dead rows vacuumed and dirty pages written out, the
+            # earlier phase's included (http.WRITTEN_TABLES says why).
+            self.stdout.write("Vacuuming the tables an ingest writes, then a checkpoint …")
+            http.settle_written_tables()
+            connection.close()
 
         try:
             with server:

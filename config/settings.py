@@ -189,7 +189,7 @@ INGEST_MODE = env.str("INGEST_MODE", default="queued")
 if INGEST_MODE not in ("queued", "immediate"):
     raise ImproperlyConfigured(f"INGEST_MODE must be queued or immediate, not {INGEST_MODE!r}")
 INGEST_MAX_BACKLOG = env.int("INGEST_MAX_BACKLOG", default=2_000_000)
-INGEST_DRAINS = env.int("INGEST_DRAINS", default=1)  # drains at once, across all workers
+INGEST_DRAINS = env.int("INGEST_DRAINS", default=2)  # drains at once, across all workers
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

@@ -77,7 +77,7 @@ class Server:
     def worker_command(self) -> list[str]:
         return [
             sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork",
-            "--concurrency", str(self.drains), "--loglevel", "WARNING",
+            "--concurrency", str(self.drains + 1), "--loglevel", "WARNING",
             "--without-heartbeat", "--without-mingle", "--without-gossip",
         ]
 

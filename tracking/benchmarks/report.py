@@ -205,7 +205,8 @@ def markdown(results: dict) -> str:
     if http:
         lines.append(
             f"Server: {http.get('server')} with {http.get('workers')} workers on {results['machine']['cores']} cores "
-            f"(WRITE_KEY_CACHE_SECONDS={http.get('write_key_cache_seconds')}); clients on the same machine; "
+            f"(WRITE_KEY_CACHE_SECONDS={http.get('write_key_cache_seconds')}), {http.get('drains', 1)} "
+            f"drain{'s' if http.get('drains', 1) != 1 else ''}; clients on the same machine; "
             f"{http.get('duration_s', 0):.0f} s a phase."
         )
     lines += ["", "| measure | value | vs COPY | target | met |", "|---|---|---|---|---|"]

@@ -56,7 +56,10 @@ class Command(BaseCommand):
         runs.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
         runs.add_argument("--workers", type=int, default=os.cpu_count() or 2)
         runs.add_argument("--threads", type=int, default=4, help="threads per web worker (gunicorn gthread, granian blocking threads)")
-        runs.add_argument("--drains", type=int, default=1, help="Celery processes storing the inbox (INGEST_DRAINS)")
+        runs.add_argument(
+            "--drains", type=int, default=settings.INGEST_DRAINS,
+            help="Celery tasks storing the inbox (INGEST_DRAINS; the worker runs one process more)",
+        )
         runs.add_argument("--batch-clients", type=int, default=8)
         runs.add_argument("--track-clients", type=int, default=8)
         runs.add_argument("--keep", action="store_true", help="keep what the runs stored (default: removed)")

@@ -48,7 +48,7 @@ class Command(BaseCommand):
             ),
             "worker": [
                 python, "-m", "celery", "-A", "config", "worker",
-                "--loglevel", "INFO", "--concurrency", str(os.environ.get("CELERY_CONCURRENCY", 2)),
+                "--loglevel", "INFO", "--concurrency", str(os.environ.get("CELERY_CONCURRENCY", 3)),
             ],
             "beat": [
                 python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",

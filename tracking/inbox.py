@@ -381,7 +381,8 @@ class DrainStats:
     timed_out: bool = False  # stopped by max_seconds with work still arriving
 
 
-DRAIN_LOCK = 0x6670_6472  # advisory lock class of the drain slots ("fpdr")
+DRAIN_LOCK = 0x6670_6472  # advisory lock class of the drain slots ("fpdr"), held while a drain runs
+LANE_LOCK = 0x6670_6c6e  # ... of the lanes ("fpln"), held by the chunk (transaction) storing one
 
 
 def drain(*, idle_seconds: float = IDLE_SECONDS, max_seconds: float = 60.0) -> DrainStats:
@@ -416,18 +417,50 @@ def _release_slot(slot: int) -> None:
         cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DRAIN_LOCK, slot])
 
 
+def _unowned(slots: list[int]) -> list[int]:
+    """The slots of ``slots`` no drain holds now (looked at, not taken)."""
+    if not slots:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s FROM unnest(%s::int[]) AS s WHERE NOT EXISTS ("
+            " SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::oid AND objid = s::oid AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            [slots, DRAIN_LOCK],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _drain_lanes(lane: int) -> tuple[int, int, int]:
-    """A chunk of the drain's own lane and of every lane whose drain is not running (its
-    slot is free: taken for that chunk), oldest rows first, so that fewer drains than
-    INGEST_DRAINS (a worker short of processes, or helpers that stopped) still store
-    every lane, and one drain storing every lane does it in chunks as large as with one
-    lane (a chunk per lane cost a transaction per lane)."""
-    others = [other for other in range(settings.INGEST_DRAINS) if other != lane and _try_slot(other)]
-    try:
-        return drain_chunk([lane, *others])
-    finally:
-        for other in others:
-            _release_slot(other)
+    """A chunk of the drain's own lane and of every lane whose drain is not running (no
+    drain holds its slot), oldest rows first, so that fewer drains than INGEST_DRAINS (a
+    worker short of processes, or helpers that stopped) still store every lane, and one
+    drain storing every lane does it in chunks as large as with one lane (a chunk per
+    lane cost a transaction per lane). Borrowed lanes are locked for the chunk only
+    (``_lock_lanes``), never their slots: a drain that borrowed a lane by taking its slot
+    held every slot through most of its chunks, so the helper a backlog starts found
+    none free and one drain stored the whole backlog (half the bench's runs)."""
+    others = [other for other in range(settings.INGEST_DRAINS) if other != lane]
+    return drain_chunk([lane, *_unowned(others)])
+
+
+def _lock_lanes(lanes: list[int]) -> list[int]:
+    """In the chunk's transaction: lock the first lane (the drain's own; waits while a
+    drain that borrowed it finishes its chunk) and whichever of the others (borrowed)
+    no chunk holds; returns the lanes locked. A drain that starts for a lane another
+    drain borrowed takes it over at that chunk's end, so one lane is stored by one
+    chunk at a time, oldest rows first, and a person's calls stay in order."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LANE_LOCK, lanes[0]])
+        if len(lanes) == 1:
+            return lanes
+        cursor.execute(
+            "SELECT s FROM unnest(%s::int[]) WITH ORDINALITY AS u(s, n)"
+            " WHERE pg_try_advisory_xact_lock(%s, s) ORDER BY n",
+            [lanes[1:], LANE_LOCK],
+        )
+        return [lanes[0], *(row[0] for row in cursor.fetchall())]
 
 
 def _drain(stats: DrainStats, *, idle_seconds: float, max_seconds: float, lane: int) -> DrainStats:
@@ -500,7 +533,7 @@ def _drain_together(claimed: list[int], *, only: int | None = None, lanes: Seque
     """Claim and store one chunk in a (retried) transaction: (rows stored, messages)."""
 
     def store_chunk() -> tuple[int, int]:
-        claimed[:] = _claim(only, lanes)
+        claimed[:] = _claim(only, lanes if only is not None else _lock_lanes(list(lanes)))
         if not claimed:
             return 0, 0
         results = _store_rows(claimed, defer_busy=True)

@@ -518,6 +518,50 @@ def test_one_running_drain_stores_every_lane_whose_drain_is_not_running(site, se
     assert Event.objects.filter(site=site, type="Product Viewed").count() == 20
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_starts_for_a_lane_another_drain_borrowed_and_takes_it_over_after_that_chunk(site, settings):
+    queue_in_two_lanes(site, settings, "borrowed")
+    drain_0 = connections.create_connection("default")
+    try:
+        with drain_0.cursor() as cursor:
+            # Drain 0 runs and is storing a chunk with lane 1 borrowed (no drain of its own).
+            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [inbox.DRAIN_LOCK])
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [inbox.LANE_LOCK])
+        helper = threading.Thread(target=lambda: (inbox.drain(idle_seconds=0), connections["default"].close()))
+        helper.start()
+        helper.join(0.5)
+        # A drain started: slot 1 was free (borrowing does not take it), and it waits for
+        # the borrowed chunk to end before it claims lane 1.
+        assert helper.is_alive()
+        assert set(InboxBatch.objects.values_list("lane", flat=True)) == {0, 1}
+        with drain_0.cursor() as cursor:
+            cursor.execute("COMMIT")
+        helper.join(10)
+        assert not helper.is_alive()
+        assert list(InboxBatch.objects.values_list("lane", flat=True)) == [0]  # lane 0 is drain 0's
+    finally:
+        drain_0.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_borrows_no_lane_another_chunk_holds(site, settings):
+    queue_in_two_lanes(site, settings, "held-lane")
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [inbox.LANE_LOCK])
+        assert inbox.drain_chunk([0, 1])[0] == 1  # its own lane only
+        assert list(InboxBatch.objects.values_list("lane", flat=True)) == [1]
+        with other.cursor() as cursor:
+            cursor.execute("COMMIT")
+        assert inbox.drain_chunk([0, 1])[0] == 1
+        assert not InboxBatch.objects.exists()
+    finally:
+        other.close()
+
+
 class held_profile:
     """Another transaction holds profile ``pid`` (as a drain storing its chunk would)
     until the block ends."""

@@ -4,6 +4,7 @@ stored by a drain, exactly once, with the profile ids the answer promised."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -518,16 +519,27 @@ def test_one_running_drain_stores_every_lane_whose_drain_is_not_running(site, se
     assert Event.objects.filter(site=site, type="Product Viewed").count() == 20
 
 
+@contextlib.contextmanager
+def a_chunk_holding_lane(lane: int, *, drain_slot: int | None = None):
+    """Another drain (running in ``drain_slot``) stores a chunk that holds ``lane`` until
+    the block calls the function it is given, or ends."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            if drain_slot is not None:
+                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [inbox.DRAIN_LOCK, drain_slot])
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [inbox.LANE_LOCK, lane])
+        yield lambda: other.cursor().execute("COMMIT")
+    finally:
+        other.close()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_drain_starts_for_a_lane_another_drain_borrowed_and_takes_it_over_after_that_chunk(site, settings):
     queue_in_two_lanes(site, settings, "borrowed")
-    drain_0 = connections.create_connection("default")
-    try:
-        with drain_0.cursor() as cursor:
-            # Drain 0 runs and is storing a chunk with lane 1 borrowed (no drain of its own).
-            cursor.execute("SELECT pg_advisory_lock(%s, 0)", [inbox.DRAIN_LOCK])
-            cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [inbox.LANE_LOCK])
+    # Drain 0 runs and is storing a chunk with lane 1 borrowed (lane 1 has no drain).
+    with a_chunk_holding_lane(1, drain_slot=0) as end_chunk:
         helper = threading.Thread(target=lambda: (inbox.drain(idle_seconds=0), connections["default"].close()))
         helper.start()
         helper.join(0.5)
@@ -535,31 +547,21 @@ def test_a_drain_starts_for_a_lane_another_drain_borrowed_and_takes_it_over_afte
         # the borrowed chunk to end before it claims lane 1.
         assert helper.is_alive()
         assert set(InboxBatch.objects.values_list("lane", flat=True)) == {0, 1}
-        with drain_0.cursor() as cursor:
-            cursor.execute("COMMIT")
+        end_chunk()
         helper.join(10)
         assert not helper.is_alive()
         assert list(InboxBatch.objects.values_list("lane", flat=True)) == [0]  # lane 0 is drain 0's
-    finally:
-        drain_0.close()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_chunk_borrows_no_lane_another_chunk_holds(site, settings):
     queue_in_two_lanes(site, settings, "held-lane")
-    other = connections.create_connection("default")
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [inbox.LANE_LOCK])
+    with a_chunk_holding_lane(1) as end_chunk:
         assert inbox.drain_chunk([0, 1])[0] == 1  # its own lane only
         assert list(InboxBatch.objects.values_list("lane", flat=True)) == [1]
-        with other.cursor() as cursor:
-            cursor.execute("COMMIT")
+        end_chunk()
         assert inbox.drain_chunk([0, 1])[0] == 1
         assert not InboxBatch.objects.exists()
-    finally:
-        other.close()
 
 
 class held_profile:
@@ -642,7 +644,8 @@ def test_a_drain_leaves_a_held_persons_messages_queued_and_stores_the_rest(site,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_chunk_of_only_held_people_stores_nothing_and_keeps_every_row_whole(site):
+def test_a_chunk_of_only_held_people_stores_nothing_and_keeps_every_row_whole(site, settings):
+    settings.INGEST_DRAINS = 1  # both rows in the lane drain_chunk() stores
     busy = ingest(site, identify_message("u-all-busy", anon="d-all-busy")).profile_ids[0]
     post(site, "/v1/track", track(n=1, userId="u-all-busy"))
     post(site, "/v1/track", track("Signed Up", n=2, anonymousId="d-all-busy"))

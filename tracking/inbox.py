@@ -440,7 +440,7 @@ def _drain_lanes(lane: int) -> tuple[int, int, int]:
     lane cost a transaction per lane). Borrowed lanes are locked for the chunk only
     (``_lock_lanes``), never their slots: a drain that borrowed a lane by taking its slot
     held every slot through most of its chunks, so the helper a backlog starts found
-    none free and one drain stored the whole backlog (half the bench's runs)."""
+    none free and one drain stored the whole backlog (two of three bench runs)."""
     others = [other for other in range(settings.INGEST_DRAINS) if other != lane]
     return drain_chunk([lane, *_unowned(others)])
 

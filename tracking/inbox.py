@@ -210,7 +210,20 @@ def _promise_profiles(
     return promised
 
 
-_RESERVE_PROFILE_IDS = db.next_ids_sql("profiles_profile", count="v.reserve")
+# The ids a row reserves for new people are drawn to fall in the row's lane (id modulo
+# INGEST_DRAINS, the lane of a known person), so a new person's profile is in the lane
+# their first calls were queued in: their calls before and after their first storage
+# share one lane, in order. A few more ids are drawn than reserved (``_draws``); the
+# unused ones are skipped, and if too few fall in the lane, others make up the count.
+_RESERVE_PROFILE_IDS = (
+    f"SELECT d.id FROM ({db.next_ids_sql('profiles_profile', count='v.draws')}) AS d(id)"
+    " ORDER BY mod(d.id, %s::int) <> v.lane, d.id LIMIT v.reserve"
+)
+
+
+def _draws(reserve: int, count: int) -> int:
+    """Ids to draw for ``reserve`` ids in one lane of ``count``."""
+    return reserve if reserve == 0 or count <= 1 else count * (reserve + 2)
 
 
 def _insert(
@@ -218,17 +231,18 @@ def _insert(
 ) -> list[tuple[int, list[int]]]:
     """Queue one row per (lane, messages, profile ids to reserve), in one statement;
     returns (row id, reserved ids) per row, in the same order."""
-    values = ", ".join(["(%s::int, %s::int, %s::int, %s::text)"] * len(rows))
-    params: list = [site.pk, received_at, actor]
+    values = ", ".join(["(%s::int, %s::int, %s::int, %s::int, %s::text)"] * len(rows))
+    count = max(1, settings.INGEST_DRAINS)
+    params: list = [site.pk, received_at, actor, count]
     for lane, messages, reserve in rows:
-        params += [lane, len(messages), reserve, _dump(messages)]
+        params += [lane, len(messages), reserve, _draws(reserve, count), _dump(messages)]
     inserted = db.execute(
         f"""
         INSERT INTO tracking_inboxbatch
             (site_id, received_at, actor, message_count, lane, reserved, messages, attempts, last_error)
         SELECT %s, %s, %s, v.message_count, v.lane,
                ARRAY({_RESERVE_PROFILE_IDS}), v.messages, 0, ''
-        FROM (VALUES {values}) AS v(lane, message_count, reserve, messages)
+        FROM (VALUES {values}) AS v(lane, message_count, reserve, draws, messages)
         RETURNING id, lane, reserved
         """,
         params,
@@ -259,8 +273,9 @@ def lanes(
     id names that person. (By the id alone, a merged visitor's calls and the person's
     userId calls were in two lanes, and each such person made one drain wait for the
     other's whole chunk.) A new visitor's calls share the lane of their anonymous id until
-    they are stored. Stable (crc32 of the profile id or of the id): every web process
-    and drain agrees."""
+    they are stored, and the profile id reserved for them falls in that lane too
+    (``_RESERVE_PROFILE_IDS``), so their later calls stay there. Stable (the profile id
+    modulo ``count``, or the crc32 of the id): every web process and drain agrees."""
     if count <= 1:
         return [0] * len(messages)
     known = known or {}
@@ -294,8 +309,7 @@ def lanes(
         if lane is None:
             _, kind, key = root
             pid = int(key) if kind == "profile" else known.get((kind, key), (0, False))[0]
-            name = f"profile:{pid}" if pid > 0 else f"{kind}:{key}"
-            lane = chosen[root] = zlib.crc32(name.encode()) % count
+            lane = chosen[root] = pid % count if pid > 0 else zlib.crc32(f"{kind}:{key}".encode()) % count
         out.append(lane)
     return out
 

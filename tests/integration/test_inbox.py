@@ -395,6 +395,24 @@ def test_with_two_drains_a_request_is_queued_per_lane_and_each_drain_stores_its_
     assert Event.objects.filter(site=site, type="Product Viewed").count() == 40
 
 
+def test_a_new_visitors_calls_stay_in_one_lane_across_their_first_storage(site, settings):
+    settings.INGEST_DRAINS = 4
+    visitors = [f"first-{i}" for i in range(24)]
+    first = post(site, "/v1/batch", batch(*(track(n=i, anonymousId=v) for i, v in enumerate(visitors))))
+    promised = dict(zip(visitors, first.json()["profile_ids"], strict=True))
+    lane_of = {m[2]: row.lane for row in InboxBatch.objects.all() for m in json.loads(row.messages)}
+    assert len(set(lane_of.values())) > 1
+    # The id reserved for each new visitor is in the lane their calls were queued in.
+    assert {v: promised[v] % 4 for v in visitors} == {v: lane_of[v] for v in visitors}
+    drain_all()
+    assert dict(Identity.objects.filter(site=site, key__in=visitors).values_list("key", "profile_id")) == promised
+    # Known now: their next calls go to their profile's lane, the same one.
+    for i, v in enumerate(visitors):
+        assert post(site, "/v1/track", track(n=100 + i, anonymousId=v)).status_code == 200
+    later = {json.loads(row.messages)[0][2]: row.lane for row in InboxBatch.objects.all()}
+    assert later == {v: lane_of[v] for v in visitors}
+
+
 def test_once_a_visitor_is_merged_all_their_calls_and_the_persons_share_one_lane(site, settings):
     settings.INGEST_DRAINS = 8
     person = ingest(site, identify_message("u-merged", anon="laptop-1")).profile_ids[0]

@@ -29,7 +29,7 @@ def test_a_visitor_their_identify_and_their_later_events_share_a_lane_across_req
 
 
 def known_person_lane(pid: int, count: int) -> int:
-    return pid % count
+    return ((pid * 2654435761) % 2**32 // 2**16) % count
 
 
 def test_a_known_persons_calls_share_their_profiles_lane_whichever_id_they_carry():
@@ -129,8 +129,20 @@ def reference_lanes(messages, count, known):
             continue
         _, kind, key = min((RANK.get(kind, 4), kind, key) for kind, key in members)
         pid = int(key) if kind == "profile" else known.get((kind, key), (0, False))[0]
-        out.append(pid % count if pid > 0 else zlib.crc32(f"{kind}:{key}".encode()) % count)
+        out.append(known_person_lane(pid, count) if pid > 0 else zlib.crc32(f"{kind}:{key}".encode()) % count)
     return out
+
+
+def test_profiles_spread_over_the_lanes_even_when_their_ids_do_not():
+    # Profile ids with structure (every other one, or the bench's 7 of every 20) must not
+    # pile into some lanes, as they would by the id modulo the lanes.
+    for ids in ([2 * i for i in range(1, 401)], [i for i in range(1, 1201) if i % 20 < 7]):
+        known = {("user", f"u-{i}"): (pid, True) for i, pid in enumerate(ids)}
+        for count in (2, 4):
+            counts = [0] * count
+            for lane in lanes([track(user=f"u-{i}") for i in range(len(ids))], count, known):
+                counts[lane] += 1
+            assert max(counts) - min(counts) <= len(ids) // 10, counts
 
 
 @st.composite

@@ -395,6 +395,18 @@ def test_with_two_drains_a_request_is_queued_per_lane_and_each_drain_stores_its_
     assert Event.objects.filter(site=site, type="Product Viewed").count() == 40
 
 
+def test_postgresql_and_python_agree_on_a_profiles_lane():
+    ids = [1, 2, 3, 7, 20, 65_535, 65_536, 2**31 - 1, 2**32 - 1, 2**32, 2**32 + 5, 2**53 + 1, 2**63 - 1]
+    sql = inbox._PROFILE_LANE_SQL.format(id="i", count="c")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT i, c, ({sql})::int FROM unnest(%s::bigint[]) AS i, unnest(%s::int[]) AS c", [ids, [2, 3, 4, 8]]
+        )
+        rows = cursor.fetchall()
+    assert len(rows) == len(ids) * 4
+    assert all(lane == inbox.profile_lane(i, c) for i, c, lane in rows)
+
+
 def test_a_new_visitors_calls_stay_in_one_lane_across_their_first_storage(site, settings):
     settings.INGEST_DRAINS = 4
     visitors = [f"first-{i}" for i in range(24)]

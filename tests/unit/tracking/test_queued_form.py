@@ -4,7 +4,6 @@ the drain parsing them (``jsontext.RawJSON``)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.unit.tracking.test_jsontext import json_values
 from tracking import jsontext
-from tracking.ingest.core import _copy_json
+from tracking.ingest.core import json_text
 from tracking.ingest.schema import WIRE_FIELDS, Kind, Message, from_wire, to_wire
 from tracking.sessions import _landing
 
@@ -36,16 +35,10 @@ def test_properties_and_context_come_back_as_their_json_text(properties, context
     assert jsontext.parsed(back.context) == jsontext.loads(jsontext.dumps(context))
     assert back.traits == jsontext.loads(jsontext.dumps(traits))  # read by the identity rules
     # What COPY writes is what it wrote for the objects themselves.
-    assert _copy_json(back.properties) == _copy_json(properties)
-    assert _copy_json(back.context) == _copy_json(context)
+    assert json_text(back.properties) == json_text(properties)
+    assert json_text(back.context) == json_text(context)
     # Queued again (a retried chunk is not re-queued, but nothing may be double-encoded).
     assert queued(back).properties == back.properties
-
-
-def test_copy_escapes_the_backslashes_of_raw_text():
-    raw = jsontext.RawJSON(json.dumps({"path": "C:\\shop", "quote": '"'}))
-    assert _copy_json(raw) == raw.replace("\\", "\\\\")
-    assert json.loads(_copy_json(raw).replace("\\\\", "\\")) == {"path": "C:\\shop", "quote": '"'}
 
 
 def test_rows_queued_before_the_text_form_are_still_read():
@@ -56,7 +49,7 @@ def test_rows_queued_before_the_text_form_are_still_read():
     values[field("occurred_at")] = NOW.isoformat()
     old = from_wire(jsontext.loads(jsontext.dumps(values)), received_at=NOW)
     assert old.properties == {"title": "Shop"}
-    assert _copy_json(old.properties) == '{"title":"Shop"}'
+    assert json_text(old.properties) == '{"title":"Shop"}'
     assert _landing(old.context) == {"page": {"url": "https://shop.example/"}}
 
 

@@ -8,7 +8,7 @@ here touches the database.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -178,6 +178,9 @@ _KIND = WIRE_FIELDS.index("kind")
 _IDENTITIES = WIRE_FIELDS.index("identities")
 WIRE_INDEX = WIRE_FIELDS.index("index")  # a queued message's index in its request
 _KINDS = {kind.value: kind for kind in Kind}  # Kind(value) is an enum lookup: slower
+# Message's fields in its own order, as places in the queued form (-1: not queued, None).
+_MESSAGE_ORDER = tuple(WIRE_FIELDS.index(f.name) if f.name in WIRE_FIELDS else -1 for f in fields(Message))
+_RECEIVED_AT = [f.name for f in fields(Message)].index("received_at")
 
 
 # Properties and context travel as JSON text within the queued form (one string each),
@@ -201,9 +204,12 @@ def from_wire(values: list[Any], *, received_at: datetime) -> Message:
     values[_KIND] = _KINDS[values[_KIND]]
     values[_OCCURRED_AT] = datetime.fromisoformat(values[_OCCURRED_AT])
     values[_IDENTITIES] = [tuple(pair) for pair in values[_IDENTITIES]]
-    message = Message(**dict(zip(WIRE_FIELDS, values, strict=True)))
-    message.received_at = received_at
-    return message
+    values.append(None)  # what _MESSAGE_ORDER takes for fields the queued form lacks
+    args = [values[i] for i in _MESSAGE_ORDER]
+    args[_RECEIVED_AT] = received_at
+    # Positional: keywords (``Message(**dict(zip(...)))``) made this a fifth of the
+    # drain's Python time (py-spy), 3.8 µs a message against 2.6.
+    return Message(*args)
 
 
 def is_junk_id(value: str) -> bool:

@@ -372,31 +372,30 @@ class _Batch:
 
     def write(self) -> dict[int, int]:
         """Write everything; returns placeholder -> database id for new profiles."""
-        real: dict[int, int] = {}
+        real: dict[int, int] = {}  # placeholder -> database id
         new = [p for p in self.profiles.values() if p.new and self.find(p.id) == p.id]
-        created: list[Profile] = []
         if new:
-            created = Profile.objects.bulk_create(
+            ids = _insert_profiles(
+                self.site.pk,
                 [
-                    Profile(
-                        id=self.reserved.get(p.id),
-                        site=self.site,
-                        properties=p.properties,
-                        is_identified=p.identified,
-                        first_seen=p.first_seen,
-                        last_seen=p.last_seen,
-                    )
+                    {
+                        "id": self.reserved.get(p.id),
+                        "properties": p.properties,
+                        "identified": p.identified,
+                        "first_seen": p.first_seen,
+                        "last_seen": p.last_seen,
+                    }
                     for p in new
-                ]
+                ],
             )
-            real = {p.id: row.pk for p, row in zip(new, created, strict=True)}
+            real = dict(zip((p.id for p in new), ids, strict=True))
 
         def db_id(pid: int) -> int:
             root = self.find(pid)
             return real.get(root, root)
 
         self._db_id = db_id
-        self._write_promised(db_id, {row.pk for row in created})
+        self._write_promised(db_id, set(real.values()))
         self._write_identities(db_id)
         self._write_merges(db_id)
         self._write_profiles()
@@ -413,13 +412,13 @@ class _Batch:
             if rid not in created:
                 person = self.profiles[self.find(pid)]
                 tombstones.append(
-                    Profile(
-                        id=rid, site=self.site, properties={}, merged_into_id=db_id(pid),
-                        first_seen=person.first_seen, last_seen=person.last_seen,
-                    )
+                    {
+                        "id": rid, "properties": {}, "identified": False, "merged_into": db_id(pid),
+                        "first_seen": person.first_seen, "last_seen": person.last_seen,
+                    }
                 )
         if tombstones:
-            Profile.objects.bulk_create(tombstones)
+            _insert_profiles(self.site.pk, tombstones)
 
     def _write_identities(self, db_id) -> None:
         if not self.new_identities:
@@ -485,20 +484,25 @@ class _Batch:
                         WHERE e.site_id = %s AND e.profile_id = m.src""",
                     [db.int_array(s for s, _ in small), db.int_array(t for _, t in small), site_id],
                 )
-        ProfileMerge.objects.bulk_create(
-            [
-                ProfileMerge(
-                    site=self.site,
-                    source_id=m.source,
-                    target_id=target,
-                    reason=m.reason,
-                    identities=m.identities,
-                    actor=self.actor,
-                    repointed_at=None if m.source_identified else _now(),
-                )
-                for m, target in zip(self.merges, targets, strict=True)
-            ]
-        )
+        now = _now()
+        records = [
+            {
+                "source": m.source, "target": target, "reason": m.reason, "identities": m.identities,
+                "repointed_at": None if m.source_identified else now,
+            }
+            for m, target in zip(self.merges, targets, strict=True)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO profiles_profilemerge
+                    (site_id, source_id, target_id, reason, identities, actor, merged_at, repointed_at)
+                SELECT %s, v.source, v.target, v.reason, v.identities, %s, %s, v.repointed_at
+                FROM jsonb_to_recordset(%s::jsonb) AS v(
+                    source bigint, target bigint, reason varchar, identities jsonb, repointed_at timestamptz)
+                """,
+                [site_id, self.actor, now, _json(records)],
+            )
         profiles_merged.send(sender=Profile, site=self.site, pairs=list(zip(sources, targets, strict=True)))
 
     def _write_profiles(self) -> None:
@@ -690,6 +694,31 @@ def _max(a, b):
 
 def _json(value: Any) -> str:
     return jsontext.dumps(value)
+
+
+def _insert_profiles(site_id: int, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert profiles (keys: id or None for the next of the sequence, properties,
+    identified, first_seen, last_seen, optionally merged_into); returns their ids in
+    order. One JSON document, not the ORM's bulk_create: building a model and preparing
+    each field of each row was a twentieth of the inbox drain's Python (py-spy)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO profiles_profile
+                (id, site_id, properties, is_identified, first_seen, last_seen, merged_into_id)
+            SELECT coalesce(v.id, nextval(s.seq)), %s, v.properties, v.identified,
+                   v.first_seen, v.last_seen, v.merged_into
+            FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (
+                    id bigint, properties jsonb, identified boolean, first_seen timestamptz,
+                    last_seen timestamptz, merged_into bigint)) WITH ORDINALITY
+                 AS v(id, properties, identified, first_seen, last_seen, merged_into, n),
+                 (SELECT pg_get_serial_sequence('profiles_profile', 'id')::regclass AS seq OFFSET 0) s
+            ORDER BY v.n
+            RETURNING id
+            """,
+            [site_id, _json(rows)],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _now():

@@ -51,6 +51,9 @@ class _Profile:
     new: bool = False
     changed: bool = False
     touched: bool = False  # a message of the batch landed on it or merged into it
+    # The last_seen stored before this batch, the latest of it and of the profiles merged
+    # into it (None: nothing stored). No session of theirs ended after it.
+    stored_last_seen: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +75,9 @@ class Resolution:
     # Indexes of messages left for later: they need a profile another transaction holds
     # (``defer_busy``), or share an id or a profile with a message that does.
     deferred: list[int] = field(default_factory=list)
+    # Profile id -> its last_seen before this batch (None: nothing stored before), for
+    # every profile a message landed on: none of its sessions ended later.
+    stored_last_seen: dict[int, datetime | None] = field(default_factory=dict)
 
 
 def apply_traits(properties: dict[str, Any], traits: dict[str, Any]) -> bool:
@@ -174,7 +180,9 @@ class _Batch:
             rows += self._select_for_update(targets, skip_locked=skip_locked)
         for pid, identified, properties, first_seen, last_seen, merged_into in rows:
             # Django loads jsonb as text from raw cursors (JSONField decodes it itself).
-            self.profiles[pid] = _Profile(pid, identified, jsontext.loads(properties), first_seen, last_seen)
+            self.profiles[pid] = _Profile(
+                pid, identified, jsontext.loads(properties), first_seen, last_seen, stored_last_seen=last_seen
+            )
             if merged_into is not None:
                 self.parent[pid] = merged_into
         if skip_locked:
@@ -258,6 +266,7 @@ class _Batch:
             dst.changed = True
         dst.first_seen = _min(dst.first_seen, src.first_seen)
         dst.last_seen = _max(dst.last_seen, src.last_seen)
+        dst.stored_last_seen = _max(dst.stored_last_seen, src.stored_last_seen)
         self.parent[source] = target
         if not src.new:
             ids = {k: v for k, v in (("userId", m.user_id), ("anonymousId", m.anonymous_id),
@@ -614,6 +623,9 @@ def resolve_batch(
             batch.promised.setdefault(m.reserved_profile_id, pid)
     real = batch.write()
     resolution.profile_ids = {index: batch._db_id(pid) for index, pid in placed}
+    resolution.stored_last_seen = {
+        batch._db_id(pid): batch.profiles[batch.find(pid)].stored_last_seen for _, pid in placed
+    }
     resolution.merges = [(m.source, batch._db_id(m.target)) for m in batch.merges]
     resolution.repoint_later = any(m.source_identified for m in batch.merges)
     resolution.new_profile_ids = sorted(real.values())

@@ -10,6 +10,7 @@ current session but never start one.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,16 +65,31 @@ def profiles_of_client_sessions(site: Site, external_ids: set[str]) -> dict[str,
     return dict(rows)
 
 
-def assign_sessions(site: Site, events: list[PlannedEvent]) -> list[PlannedEvent]:
+def assign_sessions(
+    site: Site, events: list[PlannedEvent], stored_last_seen: Mapping[int, datetime | None] | None = None
+) -> list[PlannedEvent]:
     """Attach every event to a session (writing sessions in bulk); returns the
-    visited-site events to store as well."""
+    visited-site events to store as well.
+
+    ``stored_last_seen`` (profile id -> its last_seen before these events, None for a
+    profile with nothing stored) spares the lookup of a person's latest session where it
+    cannot be joined: no session of theirs ended after their last_seen, so when that is
+    more than the timeout before their first event here, every session has expired (a
+    returning visitor's first call; most of the bench's known people). Profiles not in
+    it are looked up."""
     if not events:
         return []
     timeout = timedelta(minutes=site.session_timeout_minutes)
     by_profile: dict[int, list[PlannedEvent]] = defaultdict(list)
     for event in events:
         by_profile[event.profile_id].append(event)
-    current = _latest_sessions(list(by_profile))
+    stored_last_seen = stored_last_seen or {}
+    current = _latest_sessions(
+        [
+            pid for pid, profile_events in by_profile.items()
+            if _may_continue(stored_last_seen, pid, min(e.occurred_at for e in profile_events), timeout)
+        ]
+    )
     named = _client_sessions(site, {e.client_session_id for e in events if e.client_session_id})
     visits: list[PlannedEvent] = []
     opened: list[_OpenSession] = []
@@ -106,6 +122,17 @@ def assign_sessions(site: Site, events: list[PlannedEvent]) -> list[PlannedEvent
     # visit and then start another, so the one it left needs its update too.
     _write_sessions(site, opened, [s for s in joined.values() if s.id is not None])
     return visits
+
+
+def _may_continue(
+    stored_last_seen: Mapping[int, datetime | None], profile_id: int, first: datetime, timeout: timedelta
+) -> bool:
+    """Whether a session of ``profile_id`` stored before may be joined by an event at
+    ``first`` or later (what ``_expired`` would say of the latest one, bounded by last_seen)."""
+    if profile_id not in stored_last_seen:
+        return True
+    last_seen = stored_last_seen[profile_id]
+    return last_seen is not None and first - last_seen <= timeout
 
 
 def _expired(session: _OpenSession, at: datetime, timeout: timedelta) -> bool:

@@ -189,7 +189,7 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
         for m in fresh
         if m.index in resolution.profile_ids
     ]
-    visits = assign_sessions(site, planned)
+    visits = assign_sessions(site, planned, resolution.stored_last_seen)
     events = planned + visits
     # None when every message was refused or deferred.
     result.event_ids = _insert_events(site, events, received_at) if events else []

@@ -149,6 +149,47 @@ def test_it_moves_sessions_with_a_merge(site, t0):
     }
 
 
+def test_a_visit_merged_into_a_person_seen_long_ago_goes_on(site, t0):
+    """The person's own last_seen is hours old, the visitor merged into them is active:
+    the visit continues (the latest-session lookup is spared only when every profile
+    merged into the person was quiet for longer than the timeout)."""
+    ingest(site, identify("u-1", timestamp=t0 - 3 * 60 * MIN))
+    ingest(site, track("a", anon="a-1", timestamp=t0, message_id="a"))
+    ingest(site, identify("u-1", anon="a-1", timestamp=t0 + MIN), track("b", user="u-1", timestamp=t0 + 2 * MIN, message_id="b"))
+
+    [session] = _sessions(site)
+    assert event_by_message(site, "a").session_id == event_by_message(site, "b").session_id == session.pk
+    assert session.event_count == 4  # visit, a, identify, b
+
+
+@pytest.mark.parametrize(("gap", "continues"), [(5 * MIN, True), (5 * MIN + timedelta(microseconds=1), False)])
+def test_the_timeout_is_inclusive_across_batches(site, t0, gap, continues):
+    site.session_timeout_minutes = 5
+    site.save()
+    ingest(site, track("a", anon="a-1", timestamp=t0))
+    ingest(site, track("b", anon="a-1", timestamp=t0 + gap))
+    assert len(_sessions(site)) == (1 if continues else 2)
+
+
+def test_the_latest_session_is_looked_up_only_for_people_active_within_the_timeout(site, t0, monkeypatch):
+    from tracking import sessions
+
+    asked: list[list[int]] = []
+    real = sessions._latest_sessions
+
+    def recording(profile_ids):
+        asked.append(sorted(profile_ids))
+        return real(profile_ids)
+
+    monkeypatch.setattr(sessions, "_latest_sessions", recording)
+    ingest(site, track("a", anon="a-1", timestamp=t0, message_id="a"), track("a", anon="a-2", timestamp=t0))
+    ingest(site, track("b", anon="a-1", timestamp=t0 + 10 * MIN), track("b", anon="a-2", timestamp=t0 + 3 * 60 * MIN))
+
+    active = event_by_message(site, "a").profile_id
+    assert asked == [[], [active]]  # new people have none; a-2 came back after 3 hours
+    assert len(_sessions(site)) == 3
+
+
 # -- event time ----------------------------------------------------------------------------------
 
 

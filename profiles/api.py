@@ -232,10 +232,11 @@ class PeopleListApi(SiteScopedMixin, APIView):
         params.is_valid(raise_exception=True)
         args = params.validated_data
         site = self.site
+        matches = selectors.text_matches(site=site, q=args["q"])  # one probe for the page and its count
         page = selectors.people_page(
-            site=site, q=args["q"], sort=args["sort"], cursor=args["cursor"], limit=args["limit"]
+            site=site, q=args["q"], sort=args["sort"], cursor=args["cursor"], limit=args["limit"], matches=matches
         )
-        count, capped = selectors.people_count(site=site, q=args["q"])
+        count, capped = selectors.people_count(site=site, q=args["q"], matches=matches)
         url = request.build_absolute_uri()
         return Response(
             {

@@ -128,7 +128,19 @@ def _clean_query(q: str) -> str:
     return (q or "").replace("\x00", "").strip()[:255]  # PostgreSQL text cannot hold NUL
 
 
-def people_queryset(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> QuerySet[Profile]:
+def text_matches(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> tuple[set[int], bool] | None:
+    """The probe a free-text ``q`` needs (``_text_matches``), for a caller that lists a
+    page and counts it too: run once, passed to both (``matches``). None when ``q`` is
+    empty or a property query, which need none."""
+    q = _clean_query(q)
+    if not q or _PROPERTY_QUERY.match(q):
+        return None
+    return _text_matches(site.pk, q, cap)
+
+
+def people_queryset(
+    *, site: Site, q: str = "", cap: int = COUNT_CAP, matches: tuple[set[int], bool] | None = None
+) -> QuerySet[Profile]:
     """Live (not merged-away) people of the site, optionally matching ``q``.
 
     ``q`` written ``name=value`` matches a property value (dots reach nested keys;
@@ -151,37 +163,47 @@ def people_queryset(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> QuerySe
         for doc in _property_documents(match.group(1), match.group(2)):
             condition |= Q(properties__contains=doc)
         return qs.filter(condition)
-    ids, complete = _text_matches(site.pk, q, cap)
+    ids, complete = matches if matches is not None else _text_matches(site.pk, q, cap)
     if not complete or len(ids) > cap:
         return qs.filter(_text_match_condition(q))
     return qs.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", [db.int_array(ids)]))
 
 
 def people_page(
-    *, site: Site, q: str = "", sort: str = DEFAULT_SORT, cursor: Cursor | None = None, limit: int = 50
+    *,
+    site: Site,
+    q: str = "",
+    sort: str = DEFAULT_SORT,
+    cursor: Cursor | None = None,
+    limit: int = 50,
+    matches: tuple[set[int], bool] | None = None,
 ) -> Page:
-    """One page of people with their identities (2 queries). Sorting by last seen uses
-    index profile_site_last_seen in either direction."""
+    """One page of people with their identities (2 queries, and the probe of a free-text
+    ``q`` unless ``matches`` holds it). Sorting by last seen uses index
+    profile_site_last_seen in either direction."""
     field_name, descending = PEOPLE_SORTS.get(sort, PEOPLE_SORTS[DEFAULT_SORT])
-    qs = people_queryset(site=site, q=q).prefetch_related(
+    qs = people_queryset(site=site, q=q, matches=matches).prefetch_related(
         Prefetch("identities", queryset=Identity.objects.order_by("kind", "key"))
     )
     return keyset_page(qs, field=field_name, descending=descending, cursor=cursor, limit=limit)
 
 
-def people_count(*, site: Site, q: str = "", cap: int = COUNT_CAP) -> tuple[int, bool]:
+def people_count(
+    *, site: Site, q: str = "", cap: int = COUNT_CAP, matches: tuple[set[int], bool] | None = None
+) -> tuple[int, bool]:
     """How many people match, counted up to ``cap`` (an exact count of a million rows
-    is a full index scan; "10,000+" says enough). Returns (count, capped)."""
+    is a full index scan; "10,000+" says enough). Returns (count, capped). ``matches``:
+    the probe of ``text_matches`` with the same ``q`` and ``cap``, when the caller has it."""
     clean = _clean_query(q)
     if clean and not _PROPERTY_QUERY.match(clean):
-        ids, complete = _text_matches(site.pk, clean, cap)
+        ids, complete = matches if matches is not None else _text_matches(site.pk, clean, cap)
         if len(ids) > cap:
             return cap, True
         if complete:
             return len(ids), False
         # Cut short yet at most ``cap`` distinct people: one person had several matching
         # identities. Counted row by row below.
-    n = people_queryset(site=site, q=q, cap=cap).values("pk")[: cap + 1].count()
+    n = people_queryset(site=site, q=q, cap=cap, matches=matches).values("pk")[: cap + 1].count()
     return min(n, cap), n > cap
 
 

@@ -51,8 +51,9 @@ def people(request: HttpRequest, site: Site) -> HttpResponse:
     sort = request.GET.get("sort", selectors.DEFAULT_SORT)
     if sort not in selectors.PEOPLE_SORTS:
         sort = selectors.DEFAULT_SORT
-    page = selectors.people_page(site=site, q=q, sort=sort, cursor=_cursor(request), limit=PAGE_SIZE)
-    count, capped = selectors.people_count(site=site, q=q)
+    matches = selectors.text_matches(site=site, q=q)  # one probe for the page and its count
+    page = selectors.people_page(site=site, q=q, sort=sort, cursor=_cursor(request), limit=PAGE_SIZE, matches=matches)
+    count, capped = selectors.people_count(site=site, q=q, matches=matches)
     context = {
         "section": "people",
         "title": "People",

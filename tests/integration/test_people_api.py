@@ -49,6 +49,16 @@ def test_it_lists_and_searches_people_with_the_secret_key(key_client, site, bob,
     assert found["properties"]["email"] == "bob@example.com"
 
 
+def test_a_search_probes_the_matches_once(key_client, site, bob):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        body = key_client.get("/api/v1/people", {"q": "bob"}).json()
+    assert body["count"] == 1 and [p["id"] for p in body["results"]] == [bob.pk]
+    assert sum("UNION ALL" in q["sql"] for q in queries.captured_queries) == 1
+
+
 def test_it_pages_people_by_cursor_links(key_client, site):
     for i in range(5):
         person(site, f"user:p{i}", last_seen=timezone.now() - timedelta(minutes=i))

@@ -67,6 +67,18 @@ def test_it_lists_people_in_a_fixed_number_of_queries(logged_in, site, django_as
     assert response.content.decode().count('data-testid="person-row"') == 30
 
 
+def test_a_search_probes_the_matches_once_for_the_page_and_its_count(logged_in, site):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for i in range(3):
+        person(site, f"user:ann{i}", f"anonymous:a-{i}")
+    with CaptureQueriesContext(connection) as queries:
+        response = logged_in.get(reverse("app:people", args=[site.pk]), {"q": "ann"})
+    assert response.content.decode().count('data-testid="person-row"') == 3
+    assert sum("UNION ALL" in q["sql"] for q in queries.captured_queries) == 1
+
+
 def test_it_ignores_unknown_sorts_and_broken_cursors(logged_in, site):
     person(site, "user:ann")
     url = reverse("app:people", args=[site.pk])

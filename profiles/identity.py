@@ -116,6 +116,7 @@ class _Batch:
         self.reserved_used: set[int] = set()
         self.promised: dict[int, int] = {}  # reserved id a queued answer promised -> profile
         self.busy: set[int] = set()  # profiles another transaction holds (load(skip_locked=True))
+        self.busy_companies: set[str] = set()  # company keys another transaction holds (likewise)
         # (identities, client sessions) as read, before the ids naming busy profiles went
         self.named_busy: tuple[dict[tuple[str, str], int], dict[str, int]] = ({}, {})
 
@@ -159,12 +160,17 @@ class _Batch:
                 mapping[k] = self.find(pid)
         group_keys = {m.group_id for m in messages if m.kind is Kind.GROUP and m.group_id}
         if group_keys:
+            companies = Company.objects.filter(site=self.site, key__in=group_keys)
             self.companies = {
-                c.key: c
-                for c in Company.objects.filter(site=self.site, key__in=group_keys)
-                .order_by("id")
-                .select_for_update()
+                c.key: c for c in companies.order_by("id").select_for_update(skip_locked=skip_locked)
             }
+            missing = group_keys - set(self.companies)
+            if skip_locked and missing:
+                # Held by another transaction (another drain's chunk with a group call of
+                # the same company), or not made yet: only the held ones wait.
+                self.busy_companies = set(
+                    Company.objects.filter(site=self.site, key__in=missing).values_list("key", flat=True)
+                )
 
     def _lock_profiles(self, ids: Iterable[int], *, skip_locked: bool = False) -> None:
         ids = sorted(set(ids))
@@ -606,8 +612,10 @@ def resolve_batch(
     batch = _Batch(site, privileged=privileged, actor=actor)
     batch.load(messages, session_profiles or {}, skip_locked=defer_busy)
     resolution = Resolution()
-    if batch.busy:
-        deferred = held_back(messages, batch.busy, *batch.named_busy, batch.parent)
+    if batch.busy or batch.busy_companies:
+        deferred = held_back(
+            messages, batch.busy, *batch.named_busy, batch.parent, busy_companies=batch.busy_companies
+        )
         resolution.deferred = [m.index for m in messages if m.index in deferred]
         messages = [m for m in messages if m.index not in deferred]
     placed: list[tuple[int, int]] = []
@@ -638,13 +646,16 @@ def held_back(
     ident: dict[tuple[str, str], int],
     session_profiles: dict[str, int],
     parent: dict[int, int],
+    *,
+    busy_companies: set[str] | frozenset[str] = frozenset(),
 ) -> set[int]:
-    """Indexes of the messages that must wait for the ``busy`` profiles: those whose
-    ids name one, and, transitively, every message sharing an id, a session, a profile
-    id or a profile with one of them. Whatever is left touches nothing they touch, so
-    storing it first changes no outcome. Conservative: ids are joined by key whatever
-    their kind. (``ident`` and ``session_profiles`` as loaded, before the busy ids were
-    left out of them.)"""
+    """Indexes of the messages that must wait for the ``busy`` profiles and the
+    ``busy_companies`` (keys): those whose ids name a busy profile, the group calls of a
+    busy company, and, transitively, every message sharing an id, a session, a profile
+    id, a profile or a company with one of them. Whatever is left touches nothing they
+    touch, so storing it first changes no outcome. Conservative: ids are joined by key
+    whatever their kind. (``ident`` and ``session_profiles`` as loaded, before the busy
+    ids were left out of them.)"""
     root: dict[str, str] = {}  # a union-find over ids, sessions and profiles (tracking.db)
     nodes: list[list[str]] = []
     for m in messages:
@@ -653,6 +664,8 @@ def held_back(
         own += [f"p:{pid}" for pid in (m.profile_id, m.reserved_profile_id) if pid and pid > 0]
         if m.session_id:
             own.append(f"s:{m.session_id}")
+        if m.kind is Kind.GROUP and m.group_id:
+            own.append(f"g:{m.group_id}")
         for other in own[1:]:
             db.union(root, own[0], other)
         nodes.append(own)
@@ -663,6 +676,7 @@ def held_back(
     for child, target in parent.items():
         db.union(root, f"p:{child}", f"p:{target}")
     held = {db.find(root, f"p:{pid}") for pid in busy}
+    held.update(db.find(root, f"g:{key}") for key in busy_companies)
     return {m.index for m, own in zip(messages, nodes, strict=True) if own and db.find(root, own[0]) in held}
 
 

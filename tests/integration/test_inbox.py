@@ -15,6 +15,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from profiles.models import Identity, Profile
+from tests.messages import group as group_message
 from tests.messages import identify as identify_message
 from tests.messages import ingest
 from tests.messages import track as track_message
@@ -598,7 +599,9 @@ class held_profile:
     """Another transaction holds profile ``pid`` (as a drain storing its chunk would)
     until the block ends."""
 
-    def __init__(self, pid: int):
+    LOCK = "SELECT 1 FROM profiles_profile WHERE id = %s FOR UPDATE"
+
+    def __init__(self, pid: int | str):
         self.pid = pid
         self.held, self.release = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._hold)
@@ -606,7 +609,7 @@ class held_profile:
     def _hold(self):
         with connections["default"].cursor() as cursor:  # a connection of this thread
             cursor.execute("BEGIN")
-            cursor.execute("SELECT 1 FROM profiles_profile WHERE id = %s FOR UPDATE", [self.pid])
+            cursor.execute(self.LOCK, [self.pid])
             self.held.set()
             self.release.wait(20)
             cursor.execute("ROLLBACK")
@@ -671,6 +674,47 @@ def test_a_drain_leaves_a_held_persons_messages_queued_and_stores_the_rest(site,
     assert (first_busy, first_free) == (busy, free)
     assert Profile.objects.get(pk=visitor).merged_into_id == busy
     assert alone == Identity.objects.get(site=site, key="v-alone").profile_id
+
+
+class held_company(held_profile):
+    """Another transaction holds the company of key ``pid`` until the block ends."""
+
+    LOCK = "SELECT 1 FROM profiles_company WHERE key = %s FOR UPDATE"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_leaves_the_group_calls_of_a_held_company_queued(site, settings):
+    settings.INGEST_DRAINS = 1  # one row to look at
+    from profiles.models import Company, CompanyMembership
+
+    ingest(site, group_message("acme", user="u-first", traits={"plan": "free"}))
+    response = post(
+        site, "/v1/batch",
+        batch(
+            {"type": "group", "groupId": "acme", "userId": "u-g1", "traits": {"plan": "pro"}, "messageId": "g-1"},
+            track("Product Viewed", n=1, userId="u-g1"),  # after the group call: waits with it
+            {"type": "group", "groupId": "globex", "userId": "u-g2", "messageId": "g-2"},
+            track("Product Viewed", n=2, userId="u-g3"),
+        ),
+    )
+    assert response.status_code == 200, response.content
+
+    with held_company("acme"):
+        started = time.monotonic()
+        assert inbox.drain_chunk() == (1, 2, 0)  # no wait: two messages stored, the row kept
+        assert time.monotonic() - started < 5
+        kept = InboxBatch.objects.get()
+        assert [m[-2] for m in json.loads(kept.messages)] == [0, 1]
+        assert set(Company.objects.values_list("key", flat=True)) == {"acme", "globex"}
+        assert Company.objects.get(key="acme").properties == {"plan": "free"}
+
+    assert drain_all().messages == 2
+    assert not InboxBatch.objects.exists()
+    assert Company.objects.get(key="acme").properties == {"plan": "pro"}
+    members = CompanyMembership.objects.filter(company__key="acme").values_list("profile_id", flat=True)
+    g1 = Identity.objects.get(site=site, key="u-g1").profile_id
+    assert g1 in set(members)
+    assert Event.objects.filter(site=site, profile_id=g1, type="Product Viewed").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from profiles.identity import held_back
-from tests.messages import identify, set_properties, track
+from tests.messages import group, identify, set_properties, track
 from tracking.ingest.schema import Message
 
 
@@ -65,6 +65,15 @@ def test_sessions_profile_ids_and_reserved_ids_link_messages():
     assert held_back(messages, {40}, {}, {}, {}) == {3, 4}
 
 
+def test_group_calls_of_a_held_company_wait_with_what_their_people_do_next():
+    messages = numbered(
+        group("acme", user="u-1"), track(user="u-1"), group("other", user="u-2"), group("acme", anon="a-3"),
+        track(user="u-4"),
+    )
+    ident = {("user", "u-1"): 1, ("user", "u-2"): 2, ("user", "u-4"): 4}
+    assert held_back(messages, set(), ident, {}, {}, busy_companies={"acme"}) == {0, 1, 3}
+
+
 def test_nothing_waits_when_nothing_is_held():
     messages = numbered(track(user="u-1"), identify("u-1", anon="a-1"))
     assert held_back(messages, set(), {("user", "u-1"): 1}, {}, {}) == set()
@@ -74,6 +83,7 @@ def test_nothing_waits_when_nothing_is_held():
 
 KEYS = [f"k{i}" for i in range(8)]
 PIDS = list(range(1, 7))
+COMPANIES = ["c1", "c2"]
 
 
 @st.composite
@@ -84,15 +94,20 @@ def chunks(draw):
         anon = draw(st.none() | st.sampled_from(KEYS))
         session = draw(st.none() | st.sampled_from(["s1", "s2"]))
         profile = draw(st.none() | st.sampled_from(PIDS))
-        messages.append(track(user=user, anon=anon, session_id=session, profile_id=profile))
+        company = draw(st.none() | st.sampled_from(COMPANIES))
+        if company:
+            messages.append(group(company, user=user, anon=anon, session_id=session, profile_id=profile))
+        else:
+            messages.append(track(user=user, anon=anon, session_id=session, profile_id=profile))
     ident = draw(st.dictionaries(st.tuples(st.sampled_from(["user", "anonymous"]), st.sampled_from(KEYS)), st.sampled_from(PIDS)))
     sessions = draw(st.dictionaries(st.sampled_from(["s1", "s2"]), st.sampled_from(PIDS)))
     parent = draw(st.dictionaries(st.sampled_from(PIDS), st.sampled_from(PIDS)).map(lambda d: {k: v for k, v in d.items() if k != v}))
     busy = draw(st.sets(st.sampled_from(PIDS), max_size=2))
-    return numbered(*messages), ident, sessions, parent, busy
+    busy_companies = draw(st.sets(st.sampled_from(COMPANIES), max_size=1))
+    return numbered(*messages), ident, sessions, parent, busy, busy_companies
 
 
-def reference(messages, ident, sessions, parent, busy):
+def reference(messages, ident, sessions, parent, busy, busy_companies=frozenset()):
     """Things each message touches; a message waits when what it can reach (through
     shared things, any number of hops) includes a held profile."""
 
@@ -102,13 +117,15 @@ def reference(messages, ident, sessions, parent, busy):
             found.add(("profile", m.profile_id))
         if m.session_id:
             found.add(("session", m.session_id))
+        if m.group_id:
+            found.add(("company", m.group_id))
         return found
 
     edges = [{("key", key), ("profile", pid)} for (_, key), pid in ident.items()]
     edges += [{("session", s), ("profile", pid)} for s, pid in sessions.items()]
     edges += [{("profile", a), ("profile", b)} for a, b in parent.items()]
     edges += [touches(m) for m in messages]
-    reached = {("profile", pid) for pid in busy}
+    reached = {("profile", pid) for pid in busy} | {("company", key) for key in busy_companies}
     grew = True
     while grew:
         grew = False
@@ -121,5 +138,7 @@ def reference(messages, ident, sessions, parent, busy):
 
 @given(chunks())
 def test_held_back_waits_exactly_for_what_the_reference_reaches(chunk):
-    messages, ident, sessions, parent, busy = chunk
-    assert held_back(messages, busy, ident, sessions, parent) == reference(messages, ident, sessions, parent, busy)
+    messages, ident, sessions, parent, busy, busy_companies = chunk
+    assert held_back(messages, busy, ident, sessions, parent, busy_companies=busy_companies) == reference(
+        messages, ident, sessions, parent, busy, busy_companies
+    )

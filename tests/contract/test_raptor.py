@@ -149,6 +149,20 @@ def test_a_site_without_a_mapping_reads_p1_as_event_type_and_p7_as_user_id(live,
 # --- refusals: a 400 (or 401) naming the parameter, nothing stored --------------------
 
 
+def test_a_call_with_a_mapped_message_id_is_stored_once_however_often_it_is_retried(live, mapped_site):
+    mapped_site.raptor_mapping = {**MAPPING, "p9": "message_id"}
+    mapped_site.save()
+    key = mapped_site.primary_write_key().key
+    cookie = str(uuid.uuid4())
+    for query in ("p1=basket&p2=1&p9=call-1", "p1=basket&p2=1&p9=call-1", "p1=basket&p2=1&p9=call-2"):
+        reply = live.get(f"/t/{key}.rsa?{query}&coid={cookie}&sid=s-1")
+        assert reply.status == 200, reply.text
+    person = live.person_by(cookie)
+    assert [(e["type"], e["properties"]) for e in events(person)] == [("basket", {"product_id": "1"})] * 2
+    too_long = live.get(f"/t/{key}.rsa?p1=basket&p9={'x' * 256}&coid={cookie}&sid=s-1")
+    assert too_long.status == 400 and too_long.json()["errors"][0]["field"] == "p9"
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

@@ -3,8 +3,11 @@
 Parameters (see ../shared/seeds/raptor-server-side-tracking.txt): ``p1``…``p999`` carry
 the site's data, and what each means differs from site to site: the site's Raptor
 mapping (edited in the admin) names them, e.g. ``{"p1": "event_type", "p2": "product_id"}``.
-Two names are special: ``event_type`` (the event's name, required) and ``user_id``
-(the site's user id, Raptor's P7); any other name is the event property it becomes.
+Three names are special: ``event_type`` (the event's name, required), ``user_id``
+(the site's user id, Raptor's P7) and ``message_id`` (a unique id of the call, which a
+site that can send one maps: a retried call is then stored once, as a Segment
+``messageId`` is; Raptor's URL has no such id of its own, so without it a retry is
+indistinguishable from a second view); any other name is the event property it becomes.
 A site without a mapping gets ``DEFAULT_MAPPING``.
 
 - ``coid`` (cookie id) is a cookie identity, ``sid`` the client session, both required;
@@ -33,11 +36,14 @@ from tracking.ingest.wire import Params, RequestRejected, one
 
 EVENT_TYPE = "event_type"
 USER_ID = "user_id"
+MESSAGE_ID = "message_id"
+MAX_MESSAGE_ID_LENGTH = 255
 DEFAULT_MAPPING = {"p1": EVENT_TYPE, "p7": USER_ID}
 # Names a mapping commonly uses, offered by the admin's editor.
 SUGGESTED_TARGETS = (
     EVENT_TYPE,
     USER_ID,
+    MESSAGE_ID,
     "product_id",
     "product_name",
     "category_id",
@@ -109,6 +115,7 @@ def parse(params: Params, site_mapping: Any, *, request_context: dict[str, Any] 
 def _parse(params: Params, mapping: dict[str, str], context: dict[str, Any]) -> Message:
     event: str | None = None
     mapped_user: str | None = None
+    message_id: str | None = None
     properties: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for name, values in params.items():
@@ -125,6 +132,10 @@ def _parse(params: Params, mapping: dict[str, str], context: dict[str, Any]) -> 
             event = value
         elif target == USER_ID:
             mapped_user = clean_id(value, name)
+        elif target == MESSAGE_ID:
+            if len(value) > MAX_MESSAGE_ID_LENGTH:
+                raise MessageError(name, f"is longer than {MAX_MESSAGE_ID_LENGTH} characters (the message id)")
+            message_id = value
         else:
             properties[target or name] = value
     if event is None:
@@ -161,6 +172,7 @@ def _parse(params: Params, mapping: dict[str, str], context: dict[str, Any]) -> 
         identities=identities,
         properties=properties,
         context=context,
+        message_id=message_id,
     )
 
 

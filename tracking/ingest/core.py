@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
 from psycopg import postgres, pq
 from psycopg.adapt import Dumper
-from django.utils import timezone
 
 from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
 from tracking import db, handoff, jsontext, keys

@@ -83,11 +83,13 @@ def assign_sessions(
     by_profile: dict[int, list[PlannedEvent]] = defaultdict(list)
     for event in events:
         by_profile[event.profile_id].append(event)
+    for profile_events in by_profile.values():
+        profile_events.sort(key=lambda e: e.occurred_at)
     stored_last_seen = stored_last_seen or {}
     current = _latest_sessions(
         [
             pid for pid, profile_events in by_profile.items()
-            if _may_continue(stored_last_seen, pid, min(e.occurred_at for e in profile_events), timeout)
+            if _may_continue(stored_last_seen, pid, profile_events[0].occurred_at, timeout)
         ]
     )
     named = _client_sessions(site, {e.client_session_id for e in events if e.client_session_id})
@@ -96,7 +98,6 @@ def assign_sessions(
     joined: dict[int, _OpenSession] = {}  # every session an event joined, by object identity
 
     for profile_id, profile_events in by_profile.items():
-        profile_events.sort(key=lambda e: e.occurred_at)
         session = current.get(profile_id)
         for event in profile_events:
             wanted = event.client_session_id

@@ -134,7 +134,7 @@ def _respond(
 # nearly all of them.
 urlpatterns = [
     re_path(
-        r"^(?P<endpoint>batch|track|identify|page|screen|group|alias|[btipsga])$",
+        r"^(?P<endpoint>batch|import|track|identify|page|screen|group|alias|[btipsga])$",
         track,
         name="segment-track",
     ),

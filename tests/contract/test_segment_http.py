@@ -142,6 +142,37 @@ def test_it_serves_each_call_on_its_long_and_short_path(
     assert [e.type for e in events(site)] == [stored_type, stored_type]
 
 
+def test_it_serves_the_import_path_of_the_ruby_java_and_dotnet_libraries(client, site, key):
+    # analytics-ruby, analytics-java and Analytics.NET post their batches to /v1/import.
+    body = {
+        "sentAt": "2024-05-01T10:00:05.000Z",
+        "batch": [track(timestamp="2024-05-01T10:00:00.000Z", messageId="m-1"), track("Other", messageId="m-2")],
+    }
+    response = send(client, "/v1/import", body, key=key)
+    assert response.status_code == 200, response.content
+    assert response.json()["success"] is True
+    assert [e.type for e in events(site)] == ["Clicked", "Other"]
+
+
+def test_a_batchs_integrations_are_merged_into_each_message(client, site, key):
+    body = {
+        "batch": [track(), track("Own", integrations={"Mixpanel": True, "All": True})],
+        "integrations": {"All": False, "Mixpanel": False},
+    }
+    assert send(client, "/v1/batch", body, key=key).status_code == 200
+    assert [e.context["integrations"] for e in events(site)] == [
+        {"All": False, "Mixpanel": False},
+        {"All": True, "Mixpanel": True},  # a message's own settings win
+    ]
+
+
+def test_it_refuses_a_batch_whose_integrations_are_not_an_object(client, site, key):
+    response = send(client, "/v1/batch", {"batch": [track()], "integrations": ["All"]}, key=key)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"field": "integrations", "reason": "must be an object"}]
+    assert events(site) == []
+
+
 def test_it_stores_the_fields_of_a_message(client, site, key):
     payload = {
         "type": "page",
@@ -189,6 +220,24 @@ def test_it_keeps_a_client_given_ip_and_ignores_forwarded_for_by_default(client,
         HTTP_X_FORWARDED_FOR="6.6.6.6",
     )
     assert [e.context["ip"] for e in events(site)] == ["192.0.2.1", "198.51.100.2"]
+
+
+@pytest.mark.parametrize(
+    ("context", "ip"),
+    [
+        ({}, "198.51.100.2"),  # a browser's or an unnamed caller's call
+        ({"library": {"name": "analytics.js", "version": "2.11.1"}}, "198.51.100.2"),
+        # Server libraries call from the site's servers: their address is not the person's.
+        ({"library": {"name": "analytics-python", "version": "2.3.2"}}, None),
+        ({"library": {"name": "@segment/analytics-node", "version": "2.1.0"}}, None),
+        ({"library": {"name": "Analytics.NET", "version": "3.8.0"}}, None),
+        # ... unless the call says it comes straight from the person's device.
+        ({"library": {"name": "analytics-python", "version": "2.3.2"}, "direct": True}, "198.51.100.2"),
+    ],
+)
+def test_it_fills_the_callers_ip_for_client_side_calls_only(client, site, key, context, ip):
+    send(client, "/v1/track", track(context=context), key=key, REMOTE_ADDR="198.51.100.2")
+    assert events(site)[0].context.get("ip") == ip
 
 
 def test_it_trusts_forwarded_for_only_as_far_as_the_configured_proxies(client, site, key, settings):

@@ -54,6 +54,7 @@ MIN_YEAR, MAX_YEAR = 1900, 2999
 ENDPOINTS: dict[str, Kind | None] = {
     "batch": None,
     "b": None,
+    "import": None,  # the batch path of analytics-ruby, analytics-java and Analytics.NET
     "track": Kind.TRACK,
     "t": Kind.TRACK,
     "identify": Kind.IDENTIFY,
@@ -214,9 +215,10 @@ def parse_request(body: Body, *, endpoint: str, client_ip: str | None) -> Parsed
         items: list[Any] = [payload]
         shared_context: dict[str, Any] = {}
         shared_sent_at = None
+        shared_integrations: dict[str, Any] = {}
     else:
         items = _batch_items(payload)
-        shared_context, shared_sent_at = _batch_shared(
+        shared_context, shared_sent_at, shared_integrations = _batch_shared(
             payload, check_storable=body.has_risky_escape
         )
 
@@ -235,6 +237,7 @@ def parse_request(body: Body, *, endpoint: str, client_ip: str | None) -> Parsed
                 kind=kind,
                 shared_context=shared_context,
                 shared_sent_at=shared_sent_at,
+                shared_integrations=shared_integrations,
                 client_ip=client_ip,
             )
             message.index = index
@@ -273,11 +276,14 @@ def _batch_items(payload: dict[str, Any]) -> list[Any]:
 
 def _batch_shared(
     payload: dict[str, Any], *, check_storable: bool
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[dict[str, Any], datetime | None, dict[str, Any]]:
+    """A batch's own ``context``, ``sentAt`` and ``integrations``, which every message
+    shares (``integrations`` merged with each message's own: the message's keys win)."""
     try:
         context = _object(payload.get("context"), "context")
+        integrations = _object(payload.get("integrations"), "integrations")
         if check_storable:
-            _check_storable({"context": context})
+            _check_storable({"context": context, "integrations": integrations})
         sent_at = parse_datetime(payload.get("sentAt"), "sentAt")
     except MessageError as exc:
         raise RequestRejected(
@@ -286,7 +292,7 @@ def _batch_shared(
             f"{exc.field}: {exc.reason}",
             [FieldError(index=None, field=exc.field, reason=exc.reason)],
         ) from None
-    return context, sent_at
+    return context, sent_at, integrations
 
 
 def _check_size(item: Any) -> None:
@@ -330,6 +336,7 @@ def parse_message(
     kind: Kind | None = None,
     shared_context: dict[str, Any] | None = None,
     shared_sent_at: datetime | None = None,
+    shared_integrations: dict[str, Any] | None = None,
     client_ip: str | None = None,
 ) -> Message:
     """One Segment message to a ``Message``; raises ``MessageError`` naming the wire field.
@@ -345,9 +352,9 @@ def parse_message(
     own_context = _object(item.get("context"), "context")
     context = {**(shared_context or {}), **own_context}
     integrations = item.get("integrations")
-    if integrations is not None:
-        context["integrations"] = _object(integrations, "integrations")
-    if not context.get("ip") and client_ip:
+    if integrations is not None or shared_integrations:
+        context["integrations"] = {**(shared_integrations or {}), **_object(integrations, "integrations")}
+    if not context.get("ip") and client_ip and _sent_by_the_person(context):
         context["ip"] = client_ip
     # Footprint's extras may travel in context (where libraries let callers add fields);
     # they are credentials and routing, not context, so they are not stored there.
@@ -426,6 +433,24 @@ def _kind(value: Any) -> Kind:
     if not isinstance(value, str) or value.strip().lower() not in TYPES:
         raise MessageError("type", f"must be one of {', '.join(TYPES)}")
     return TYPES[value.strip().lower()]
+
+
+# Segment's server-side libraries, by the context.library.name they send. Their calls come
+# from the site's own servers, so the caller's address is not the person's: Segment fills
+# context.ip for client-side calls only, or where a call says ``context.direct: true``.
+SERVER_LIBRARIES = frozenset({
+    "analytics-python", "analytics-ruby", "analytics-go", "analytics-java", "analytics-php",
+    "analytics-node", "@segment/analytics-node", "analytics.net",
+})
+
+
+def _sent_by_the_person(context: dict[str, Any]) -> bool:
+    """Whether the caller's address may stand for the person's (``context.ip``)."""
+    if context.get("direct") is True:
+        return True
+    library = context.get("library")
+    name = library.get("name") if isinstance(library, dict) else None
+    return not (isinstance(name, str) and name.lower() in SERVER_LIBRARIES)
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:

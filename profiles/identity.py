@@ -316,7 +316,10 @@ class _Batch:
         if m.user_id:
             pid = self.lookup(USER, m.user_id)
             if pid is None:
-                if current is not None and not self.profiles[current].identified:
+                also = self.also_known_as(m)
+                if also is not None:
+                    pid = also  # the call says this new user id is that user's too
+                elif current is not None and not self.profiles[current].identified:
                     pid = current  # first identification: nothing moves
                 else:
                     pid = self.create(m, identified=True)
@@ -335,6 +338,14 @@ class _Batch:
         for kind, key in m.identities:
             self.link(kind, key, self.find(pid))
         return self.find(pid)
+
+    def also_known_as(self, m: Message) -> int | None:
+        """The profile of a known user id the message names beside its userId (Raptor's
+        mapped user id next to ``ruid``: two ids of one person)."""
+        for kind, key in m.identities:
+            if kind == USER and (pid := self.lookup(USER, key)) is not None:
+                return pid
+        return None
 
     def alias(self, m: Message) -> int:
         assert m.previous_id and m.user_id

@@ -121,16 +121,30 @@ def _store_now(site, messages, *, received_at, actor, strict) -> core.IngestResu
 
 
 def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], tuple[int, bool]]:
-    """(kind, key) -> (profile id, identified?) for every id of ``messages`` known now."""
+    """(kind, key) -> (profile id, identified?) for every id of ``messages`` known now.
+
+    A profile id a message sends (``("profile", "17")``) maps to the live profile (a
+    merged one's target) when it is this site's; an unknown one is left out, as the
+    drain then makes a new profile."""
     keys = {k for m in messages for k in (m.user_id, m.anonymous_id) if k}
     keys.update(key for m in messages for _, key in m.identities)
-    if not keys:
-        return {}
-    rows = db.execute(
-        "SELECT kind, key, profile_id FROM profiles_identity WHERE site_id = %s AND key = ANY(%s::text[])",
-        [site.pk, db.text_array(keys)],
-    )
-    owners = {(kind, key): pid for kind, key, pid in rows}
+    owners: dict[tuple[str, str], int] = {}
+    if keys:
+        rows = db.execute(
+            "SELECT kind, key, profile_id FROM profiles_identity WHERE site_id = %s AND key = ANY(%s::text[])",
+            [site.pk, db.text_array(keys)],
+        )
+        owners = {(kind, key): pid for kind, key, pid in rows}
+    known: dict[tuple[str, str], tuple[int, bool]] = {}
+    profile_ids = sorted({m.profile_id for m in messages if m.profile_id})
+    if profile_ids:
+        for pid, live, identified in db.execute(
+            "SELECT p.id, coalesce(t.id, p.id), coalesce(t.is_identified, p.is_identified)"
+            " FROM profiles_profile p LEFT JOIN profiles_profile t ON t.id = p.merged_into_id"
+            " WHERE p.site_id = %s AND p.id = ANY(%s::bigint[])",
+            [site.pk, db.int_array(profile_ids)],
+        ):
+            known[("profile", str(pid))] = (live, identified)
     # Whether a profile is identified matters only where a userId not known yet comes
     # with another id that is (a first identify keeps that profile), so only those
     # profiles are read: joining every key's profile was 40% of the lookup, the largest
@@ -151,62 +165,68 @@ def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], 
             )
         )
     # A user id names an identified person; for the rest the flag is only read when unsure.
-    return {key: (pid, identified.get(pid, key[0] == "user")) for key, pid in owners.items()}
+    known.update((key, (pid, identified.get(pid, key[0] == "user"))) for key, pid in owners.items())
+    return known
 
 
 def _other_ids(m: Message) -> list[tuple[str, str]]:
-    """The ids of a message other than its userId, in the order the rules look at them."""
+    """The ids of a message other than its userId, in the order the rules look at them
+    (``profiles.identity``: anonymous id, our profile id, then the rest)."""
     others = [("anonymous", m.anonymous_id)] if m.anonymous_id else []
+    if m.profile_id:
+        others.append(("profile", str(m.profile_id)))
     return others + list(m.identities)
 
 
 def _promise_profiles(
     messages: list[Message], known: dict[tuple[str, str], tuple[int, bool]]
 ) -> dict[int, int]:
-    """The profile each message will land on, as the identity rules will decide it with
-    what is known now. A person not known yet gets a reservation slot (-1, -2, …; the
-    ids are taken with the insert of its lane's row); messages of one new person share
-    it. Returns message index -> profile id or slot."""
-    known = dict(known)  # a copy: the lanes read what the server knows, not these promises
+    """The profile each message will land on, as the identity rules
+    (``profiles.identity``) will decide it with what is known now, message after message
+    as the drain stores them. A person not known yet gets a reservation slot (-1, -2, …;
+    the ids are taken with the insert of its lane's row); messages of one new person
+    share it. Returns message index -> profile id or slot."""
+    owner = {key: pid for key, (pid, _) in known.items()}  # id -> profile or slot
+    identified = {pid for pid, flag in known.values() if flag}
     promised: dict[int, int] = {}
-    slots: dict[tuple[str, str], int] = {}
+    slots = 0
 
-    def slot_for(keys: list[tuple[str, str]]) -> int:
-        for key in keys:
-            if key in slots:
-                slot = slots[key]
-                break
-        else:
-            slot = -(len(set(slots.values())) + 1)
-        for key in keys:
-            slots.setdefault(key, slot)
-        return slot
+    def new_slot() -> int:
+        nonlocal slots
+        slots += 1
+        return -slots
 
     for m in messages:
         user = ("user", m.user_id) if m.user_id else None
         others = _other_ids(m)
-        current = next((known[k] for k in others if k in known), None)
-        if user and user in known:
-            pid = known[user][0]
-        elif user and user in slots:
-            pid = slots[user]
-        elif user and current is not None and not current[1]:
-            pid = current[0]  # the first identify keeps the anonymous profile
-            known[user] = (pid, True)
-        elif user:
-            pid = slot_for([user])
+        current = next((owner[k] for k in others if k in owner), None)
+        if user:
+            pid = owner.get(user)
+            if pid is None:
+                also = next((owner[k] for k in m.identities if k[0] == "user" and k in owner), None)
+                if also is not None:
+                    pid = also  # Raptor: a second user id of the same person
+                elif current is not None and current not in identified:
+                    pid = current  # the first identify keeps the anonymous profile
+                else:
+                    pid = new_slot()
+                owner[user] = pid
+            identified.add(pid)
+            if current is not None and current != pid and current not in identified and m.kind is Kind.IDENTIFY:
+                # The anonymous profile is merged into the person: its ids name them now.
+                for key, other in owner.items():
+                    if other == current:
+                        owner[key] = pid
         elif current is not None:
-            pid = current[0]
-        elif m.profile_id:
-            pid = m.profile_id
+            pid = current
         else:
-            pid = slot_for(others)
+            pid = new_slot()
+        for key in others:
+            if key[0] != "profile":  # an unknown profile id is not linked to anyone
+                owner.setdefault(key, pid)
         promised[m.index] = pid
         if pid < 0:
             m.reserved_profile_id = pid
-        else:
-            for key in others:
-                known.setdefault(key, (pid, bool(user)))
     return promised
 
 
@@ -319,7 +339,7 @@ def lanes(
         lane = chosen.get(root)
         if lane is None:
             _, kind, key = root
-            pid = int(key) if kind == "profile" else known.get((kind, key), (0, False))[0]
+            pid = known.get((kind, key), (int(key) if kind == "profile" else 0, False))[0]
             lane = chosen[root] = profile_lane(pid, count) if pid > 0 else zlib.crc32(f"{kind}:{key}".encode()) % count
         out.append(lane)
     return out

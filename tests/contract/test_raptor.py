@@ -116,6 +116,19 @@ def test_one_cookie_is_one_person_who_is_identified_when_ruid_arrives(live, mapp
     assert dave["session_count"] == 1
 
 
+def test_a_signed_in_shopper_who_gets_a_ruid_stays_one_person(live, mapped_site):
+    key = mapped_site.primary_write_key().key
+    assert live.get(f"/t/{key}.rsa?p1=visit&p7=login-7&coid=c-7&sid=s-7").status == 200
+    ruid = base64.b64encode(b"dave@example.com").decode()
+    assert live.get(f"/t/{key}.rsa?p1=buy&p7=login-7&coid=c-7&sid=s-7&ruid={ruid}").status == 200
+
+    # ruid is the user id and the mapped one a second user id of the same person.
+    dave = live.person_by("dave@example.com")
+    assert dave["id"] == live.person_by("login-7")["id"] == live.person_by("c-7")["id"]
+    assert identities(dave) == {("cookie", "c-7"), ("user", "login-7"), ("user", "dave@example.com")}
+    assert [e["type"] for e in events(dave)] == ["visit", "buy"]
+
+
 def test_all_999_parameters_are_taken(live, mapped_site):
     params = "&".join(f"p{n}=v{n}" for n in range(1, 1000))
     reply = live.get(f"/t/{mapped_site.primary_write_key().key}.rsa?{params}&coid=c-all&sid=s-all")

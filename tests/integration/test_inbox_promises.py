@@ -132,3 +132,72 @@ def test_a_new_visitors_calls_queued_together_resolve_to_one_profile(site):
     assert Event.objects.filter(site=site, profile=profile).exclude(type="visited-site").count() == 3
     # The other two ids are tombstones of it, as a merged profile's id is.
     assert Profile.objects.filter(site=site, merged_into=profile).count() == 2
+
+
+BOGUS_PROFILE = 987_654_321  # an id no profile of the site has
+
+
+@st.composite
+def request_calls(draw):
+    """A call of a request: (kind, user, anon, profile id choice, a second user id)."""
+    kind, user, anon, _ = draw(calls())
+    profile = draw(st.sampled_from([None, None, "earlier", "bogus"]))
+    also = draw(st.none() | st.sampled_from(USERS)) if user else None  # Raptor's mapped user id
+    return kind, user, anon, profile, also
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=st.lists(st.lists(request_calls(), min_size=1, max_size=8), min_size=1, max_size=3), data=st.data())
+def test_a_request_drained_before_the_next_is_stored_where_its_answer_said(requests, data):
+    """Within one request the promises follow the rules call after call (a first identify
+    identifies the visitor, a merge moves their ids, an unknown profile id is a new
+    person, a second user id names the same person), so when each request is drained
+    before the next every answer is exact."""
+    site = SiteFactory()
+    start = timezone.now() - timedelta(hours=1)
+    answers: dict[int, int] = {}
+    n = 0
+    for calls_ in requests:
+        messages = []
+        for kind, user, anon, profile, also in calls_:
+            m = to_message(kind, user, anon, n, start + timedelta(seconds=n))
+            m.index = len(messages)
+            if profile == "earlier" and answers:
+                m.profile_id = data.draw(st.sampled_from(sorted(answers.values())))
+            elif profile == "bogus":
+                m.profile_id = BOGUS_PROFILE
+            if also and also != user:
+                m.identities = [("user", also)]
+            messages.append(m)
+            n += 1
+        first = n - len(messages)
+        result = inbox.submit(site, messages, received_at=timezone.now(), actor="write key")
+        answers.update((first + index, pid) for index, pid in result.profile_ids.items())
+        inbox.drain(idle_seconds=0)
+        stored = dict(Event.objects.filter(site=site, message_id__isnull=False).values_list("message_id", "profile_id"))
+        for k in range(first, n):
+            assert live(stored[f"m{k}"]) == live(answers[k]), f"call {k}: {requests}"
+    assert not Profile.objects.filter(site=site, pk=BOGUS_PROFILE).exists()
+
+
+@pytest.mark.django_db
+def test_an_unknown_profile_id_is_answered_with_the_new_profile(site):
+    first = submit(site, track("One", anon="a-1", profile_id=BOGUS_PROFILE, index=0, message_id="p1"))
+    inbox.drain(idle_seconds=0)
+    assert first != BOGUS_PROFILE
+    assert Event.objects.get(site=site, message_id="p1").profile_id == first
+    # The client keeps the id it was given: the same person from then on.
+    assert submit(site, track("Two", profile_id=first, index=0, anon="a-2", message_id="p2")) == first
+
+
+@pytest.mark.django_db
+def test_a_switch_after_a_first_identify_in_one_request_is_answered_with_the_new_person(site):
+    submit(site, track("Browse", anon="a-1", index=0))
+    inbox.drain(idle_seconds=0)
+    messages = [identify("u-ann", anon="a-1", index=0, message_id="i1"), identify("u-bob", anon="a-1", index=1, message_id="i2")]
+    answers = inbox.submit(site, messages, received_at=timezone.now(), actor="write key").profile_ids
+    inbox.drain(idle_seconds=0)
+    stored = dict(Event.objects.filter(site=site, message_id__in=["i1", "i2"]).values_list("message_id", "profile_id"))
+    assert answers == {0: stored["i1"], 1: stored["i2"]}
+    assert stored["i1"] != stored["i2"]  # Bob signing in on Ann's browser is not Ann

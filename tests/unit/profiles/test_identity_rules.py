@@ -482,6 +482,23 @@ def test_it_resolves_people_by_their_other_identities(site):
     assert result.profile_ids[0] == profile_of(site, "u-1").pk
 
 
+def test_a_new_user_id_sent_beside_a_known_one_names_the_same_person(site):
+    # Raptor: ruid is the user id, the mapped user id a second one of the same person.
+    ingest(site, track("visit", user="login-7", identities=[("cookie", "c-1")]))
+    login = profile_of(site, "login-7")
+    result = ingest(site, track("buy", user="dave@example.com", identities=[("cookie", "c-1"), ("user", "login-7")]))
+    assert result.profile_ids[0] == profile_of(site, "dave@example.com").pk == login.pk
+    assert not ProfileMerge.objects.filter(site=site).exists()
+
+
+def test_a_known_user_id_is_not_merged_with_another_known_one_sent_beside_it(site):
+    # Two identified people are merged only by a privileged or signed alias.
+    ingest(site, identify("u-ann"), identify("u-bob"))
+    result = ingest(site, track("buy", user="u-bob", identities=[("user", "u-ann")]))
+    assert result.profile_ids[0] == profile_of(site, "u-bob").pk != profile_of(site, "u-ann").pk
+    assert not ProfileMerge.objects.filter(site=site).exists()
+
+
 def test_it_handles_identify_and_merge_of_new_people_inside_one_batch(site):
     result = ingest(
         site,

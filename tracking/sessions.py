@@ -98,26 +98,32 @@ def assign_sessions(
     joined: dict[int, _OpenSession] = {}  # every session an event joined, by object identity
 
     for profile_id, profile_events in by_profile.items():
-        session = current.get(profile_id)
+        # The person's visits an event of theirs may still join: the latest stored one
+        # and those this batch opened. An event joins the latest of them it fits, so a
+        # late event (an offline queue) that opens or joins an old visit does not end
+        # the current one for the events after it.
+        visits_open = [current[profile_id]] if profile_id in current else []
         for event in profile_events:
-            wanted = event.client_session_id
-            candidate = session
-            if wanted and (candidate is None or candidate.external_id != wanted):
-                candidate = named.get((profile_id, wanted))
-            if (
-                candidate is not None
-                and not event.new_session
-                and not _expired(candidate, event.occurred_at, timeout)
-            ):
-                session = candidate
-            elif event.kind in NON_VISIT_KINDS and not event.new_session:
-                continue  # describes the person; there is no visit to join
-            else:
+            at, wanted = event.occurred_at, event.client_session_id
+            candidates = visits_open
+            if wanted:
+                candidates = [s for s in visits_open if s.external_id == wanted]
+                if not candidates and (profile_id, wanted) in named:
+                    candidates = [named[(profile_id, wanted)]]
+            session = None
+            if not event.new_session:
+                fitting = [s for s in candidates if not _expired(s, at, timeout)]
+                session = max(fitting, key=lambda s: s.last_event_at, default=None)
+            if session is None:
+                if event.kind in NON_VISIT_KINDS and not event.new_session:
+                    continue  # describes the person; there is no visit to join
                 session = _open(profile_id, wanted, event, opened, visits, named)
             _join(session, event)
             joined[id(session)] = session
-        if session is not None:
-            current[profile_id] = session
+            # Events come oldest first: a visit that ended more than the timeout before
+            # this one can take none of the later events.
+            visits_open = [s for s in visits_open if s is not session and at - s.last_event_at <= timeout]
+            visits_open.append(session)
 
     # Existing sessions only (opened ones are inserted whole); a batch may continue one
     # visit and then start another, so the one it left needs its update too.

@@ -5,7 +5,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from tests.factories import SiteFactory
 from tests.messages import event_by_message, identify, ingest, set_properties, track
 from tracking.ingest.core import event_time
 from tracking.ingest.schema import Kind, Message
@@ -131,6 +135,65 @@ def test_it_joins_a_late_event_to_the_visit_it_belongs_to(site, t0):
     [session] = _sessions(site)
     assert event_by_message(site, "late").session_id == session.pk
     assert session.started_at == t0 + 2 * MIN
+
+
+def test_a_late_event_in_a_batch_does_not_end_the_current_visit(site, t0):
+    now = t0 + 60 * MIN
+    ingest(site, track("a", anon="a-1", timestamp=now - 5 * MIN, message_id="a"))
+    ingest(
+        site,
+        track("old", anon="a-1", timestamp=now - timedelta(days=3), message_id="old"),  # offline queue
+        track("b", anon="a-1", timestamp=now, message_id="b"),
+    )
+    assert event_by_message(site, "b").session_id == event_by_message(site, "a").session_id
+    assert event_by_message(site, "old").session_id != event_by_message(site, "a").session_id
+    assert len(_sessions(site)) == len(_visits(site)) == 2
+
+
+@st.composite
+def timelines(draw):
+    """A person's in-order events (minutes apart) with late events (an offline queue, from
+    before the first of them) arriving among them, cut into batches."""
+    gaps = draw(st.lists(st.integers(0, 45), min_size=1, max_size=8))
+    late = draw(st.lists(st.integers(25, 24 * 60), max_size=4))  # minutes before the first
+    arrivals = [("in", sum(gaps[: i + 1])) for i in range(len(gaps))]
+    for minutes in late:
+        arrivals.insert(draw(st.integers(0, len(arrivals))), ("late", -minutes))
+    cuts = draw(st.sets(st.integers(1, len(arrivals) - 1), max_size=len(arrivals) - 1)) if len(arrivals) > 1 else set()
+    return gaps, arrivals, sorted(cuts)
+
+
+@given(timeline=timelines())
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_late_events_never_split_the_visits_of_the_events_in_order(timeline):
+    """Reference: events in time order share a visit exactly when the gap between them is
+    within the timeout (20 minutes, inclusive), however they are cut into batches and
+    whatever late events (too old to join any of their visits) arrive among them."""
+    gaps, arrivals, cuts = timeline
+    site = SiteFactory()
+    t0 = timezone.now().replace(microsecond=0) - timedelta(days=2)
+    messages = [
+        track(kind, anon="a-1", timestamp=t0 + minutes * MIN, message_id=f"{kind}{n}")
+        for n, (kind, minutes) in enumerate(arrivals)
+    ]
+    for start, end in zip([0, *cuts], [*cuts, len(messages)], strict=True):
+        ingest(site, *messages[start:end])
+
+    in_order = [m.message_id for m in messages if m.message_id.startswith("in")]
+    sessions = [event_by_message(site, message_id).session_id for message_id in in_order]
+    expected, visit = [], 0
+    for i, gap in enumerate(gaps):
+        visit += i > 0 and gap > 20
+        expected.append(visit)
+    assert partition(sessions) == partition(expected)
+    late_sessions = {e.session_id for e in Event.objects.filter(site=site, type="late")}
+    assert not late_sessions & set(sessions)
+
+
+def partition(labels):
+    """Which positions share a label, whatever the labels are."""
+    first: dict = {}
+    return [first.setdefault(label, i) for i, label in enumerate(labels)]
 
 
 def test_it_keeps_sessions_per_person(site, t0):

@@ -21,7 +21,14 @@ from psycopg.adapt import Dumper
 
 from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
 from tracking import db, handoff, jsontext, keys
-from tracking.ingest.schema import FieldError, Message, MessageError, RequestRejected, validate
+from tracking.ingest.schema import (
+    FieldError,
+    Message,
+    MessageError,
+    RequestRejected,
+    error_order,
+    validate,
+)
 from tracking.models import PendingWork, Site
 from tracking.sessions import PlannedEvent, assign_sessions, profiles_of_client_sessions
 
@@ -201,6 +208,21 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
         result.profile_ids = {**profiles_of_messages(site, retried), **resolution.profile_ids}
     if events:
         _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
+    refused_ids = {m.message_id for m in fresh if m.message_id and m.index in {e.index for e in resolution.errors}}
+    again = [m for m in messages if id(m) not in claimed and m.message_id in refused_ids] if refused_ids else []
+    if again:
+        # A copy of a refused message later in the batch (a client that retried, signed
+        # this time, before the first answer) was set aside as its repeat, but nothing
+        # was stored under that id and the id is released: it gets its own turn.
+        more = _store(site, again, received_at=received_at, privileged=privileged, actor=actor,
+                      strict=strict, defer_busy=defer_busy)
+        handled = {*more.accepted, *more.deferred, *(e.index for e in more.errors)}
+        result.duplicates = [i for i in result.duplicates if i not in handled]
+        result.accepted = sorted([*result.accepted, *more.accepted])
+        result.errors = sorted([*result.errors, *more.errors], key=error_order)
+        result.deferred = [*result.deferred, *more.deferred]
+        result.profile_ids = {**result.profile_ids, **more.profile_ids}
+        result.event_ids = [*result.event_ids, *more.event_ids]
     return result
 
 

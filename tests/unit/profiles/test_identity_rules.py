@@ -200,6 +200,21 @@ def test_it_lets_a_refused_alias_be_retried_with_the_same_message_id(site):
     assert event_by_message(site, "alias-1").type == "alias"
 
 
+def test_a_refused_call_retried_signed_in_the_same_batch_is_stored_once(site):
+    ingest(site, identify("u-x"), identify("u-y"))
+    signature = keys.sign_identity(site.signing_secret, "u-y")
+    result = ingest(
+        site,
+        alias("u-x", "u-y", message_id="dup"),
+        alias("u-x", "u-y", message_id="dup", signature=signature),
+        alias("u-x", "u-y", message_id="dup", signature=signature),  # and once more
+    )
+    assert [e.index for e in result.errors] == [0]
+    assert (result.accepted, result.duplicates) == ([1], [2])
+    assert ProfileMerge.objects.filter(site=site).count() == 1
+    assert Event.objects.filter(site=site, message_id="dup").count() == 1
+
+
 @pytest.mark.parametrize("how", ["secret key", "signature"])
 def test_it_aliases_two_identified_people_with_the_secret_key_or_a_signature(site, how):
     ingest(

@@ -73,6 +73,52 @@ def check_signatures(site: Site, messages: list[Message], *, privileged: bool) -
                 401, "unsigned", "This site accepts only signed identities.",
                 [FieldError(m.index, "signature", "is required for userId on this site")],
             )
+    if site.only_signed_data:
+        _check_no_unsigned_person(site, [m for m in messages if not m.user_id])
+
+
+# Ids a device makes up at random and keeps (the tracker's anonymous id, Raptor's cookie
+# id) stand for that device: a call naming one comes from it. Other ids can be known or
+# guessed (our profile ids are small numbers, emails are public), so in secure mode they
+# name an identified person only with a signature. (Refusing the device's own id too
+# refused the page views of a browser whose person had signed in there, once a forged
+# link's identify failed and the tracker went on without a user id.)
+DEVICE_ID_KINDS = frozenset({"anonymous", "cookie"})
+
+
+def _check_no_unsigned_person(site: Site, messages: list[Message]) -> None:
+    """"Only signed data": a message without a userId may not name an identified person
+    by an id anyone may know or guess either (our profile id, an email or external id):
+    one statement for the batch."""
+    keys_named = {(kind, key) for m in messages for kind, key in _person_ids(m)}
+    if not keys_named:
+        return
+    identified = set(db.execute(
+        """
+        SELECT i.kind, i.key FROM profiles_identity i JOIN profiles_profile p ON p.id = i.profile_id
+        WHERE i.site_id = %s AND i.key = ANY(%s::text[]) AND p.is_identified
+        UNION ALL
+        SELECT 'profile', p.id::text FROM profiles_profile p LEFT JOIN profiles_profile t ON t.id = p.merged_into_id
+        WHERE p.site_id = %s AND p.id = ANY(%s::bigint[]) AND coalesce(t.is_identified, p.is_identified)
+        """,
+        [
+            site.pk, db.text_array({key for kind, key in keys_named if kind != "profile"}),
+            site.pk, db.int_array(sorted({int(key) for kind, key in keys_named if kind == "profile"})),
+        ],
+    ))
+    for m in messages:
+        for kind, key in _person_ids(m):
+            if (kind, key) in identified:
+                named = "profileId" if kind == "profile" else f"the {kind} id"
+                raise RequestRejected(
+                    401, "unsigned", "This site accepts only signed identities.",
+                    [FieldError(m.index, "signature", f"is required on this site: {named} names an identified person")],
+                )
+
+
+def _person_ids(m: Message) -> list[tuple[str, str]]:
+    ids = [("profile", str(m.profile_id))] if m.profile_id else []
+    return ids + [(kind, key) for kind, key in m.identities if kind not in DEVICE_ID_KINDS]
 
 
 def ingest_batch(

@@ -421,6 +421,62 @@ def test_it_accepts_signed_and_anonymous_traffic_when_only_signed_data(site):
     assert len(set(result.profile_ids.values())) == 1
 
 
+@pytest.fixture
+def signed_person(site):
+    """A secure-mode site and a person who signed in on a-1 with the cookie c-1, known by
+    their email too."""
+    site.only_signed_data = True
+    site.save()
+    signature = keys.sign_identity(site.signing_secret, "u-1")
+    ids = [("cookie", "c-1"), ("email", "ann@example.com")]
+    ingest(site, track(anon="a-1"), identify("u-1", anon="a-1", signature=signature, identities=ids))
+    return profile_of(site, "u-1")
+
+
+@pytest.mark.parametrize(
+    ("ids", "named"),
+    [
+        ({"anon": "a-new", "profile_id": "person"}, "profileId"),
+        ({"identities": [("email", "ann@example.com")]}, "the email id"),
+    ],
+)
+def test_only_signed_data_refuses_other_ids_naming_an_identified_person(site, signed_person, ids, named):
+    if ids.get("profile_id") == "person":
+        ids["profile_id"] = signed_person.pk  # small numbers: anyone could guess them
+    before = Event.objects.filter(site=site).count()
+    with pytest.raises(RequestRejected) as rejected:
+        ingest(site, track(anon="a-2"), track("Viewed", **ids))
+    assert (rejected.value.status, rejected.value.code) == (401, "unsigned")
+    assert rejected.value.errors[0].as_dict() == {
+        "index": 1, "field": "signature", "reason": f"is required on this site: {named} names an identified person",
+    }
+    assert Event.objects.filter(site=site).count() == before
+
+
+def test_only_signed_data_follows_a_merged_profile_id_to_its_person(site, signed_person):
+    visitor = ingest(site, track(anon="a-9")).profile_ids[0]
+    signature = keys.sign_identity(site.signing_secret, "u-1")
+    ingest(site, identify("u-1", anon="a-9", signature=signature))  # the visitor merges into u-1
+    with pytest.raises(RequestRejected):
+        ingest(site, track(profile_id=visitor, anon="a-10"))
+
+
+def test_only_signed_data_lets_anonymous_people_and_signed_calls_through(site, signed_person):
+    visitor = ingest(site, track(anon="a-2")).profile_ids[0]
+    signature = keys.sign_identity(site.signing_secret, "u-1")
+    result = ingest(
+        site,
+        track(anon="a-2", profile_id=visitor),  # an anonymous person's own ids
+        track(profile_id=987_654_321, anon="a-3"),  # an unknown profile id: a new person
+        track("Viewed", user="u-1", anon="a-1", signature=signature),
+        # The ids of the device the person signed in on: made up at random, kept there.
+        track("Viewed", anon="a-1"),
+        track("Viewed", identities=[("cookie", "c-1")]),
+    )
+    assert result.accepted == [0, 1, 2, 3, 4]
+    assert {result.profile_ids[i] for i in (2, 3, 4)} == {signed_person.pk}
+
+
 def test_it_skips_signature_checks_for_privileged_callers(site):
     site.only_signed_data = True
     site.save()

@@ -35,6 +35,16 @@ from tracking.signals import profiles_merged
 
 ANONYMOUS = Identity.Kind.ANONYMOUS.value
 USER = Identity.Kind.USER.value
+COOKIE = Identity.Kind.COOKIE.value
+
+
+def identifies(m: Message) -> bool:
+    """Whether a message naming a user merges the anonymous profile its other ids name
+    into them: an identify; or a Raptor call, whose ``ruid`` beside the device's cookie id
+    is how Raptor says the person on that device made themselves known (it has no
+    identify call, and converging the cookie's history with the user is its purpose).
+    A track naming both ids (Segment) does not merge."""
+    return m.kind is Kind.IDENTIFY or any(kind == COOKIE for kind, _ in m.identities)
 
 
 class ConcurrentChange(Exception):
@@ -326,7 +336,7 @@ class _Batch:
                 self.link(USER, m.user_id, pid)
             self.identify(pid)
             if current is not None and current != pid and not self.profiles[current].identified:
-                if m.kind is Kind.IDENTIFY:
+                if identifies(m):
                     self.merge(current, pid, ProfileMerge.Reason.IDENTIFY, m)
             # An identified current profile is another person on this device: switch.
         elif current is not None:

@@ -42,6 +42,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from profiles.identity import identifies
 from tracking import db, jsontext
 from tracking.ingest import core
 from tracking.ingest.schema import WIRE_INDEX, Kind, Message, RequestRejected, from_wire, to_wire
@@ -212,7 +213,7 @@ def _promise_profiles(
                     pid = new_slot()
                 owner[user] = pid
             identified.add(pid)
-            if current is not None and current != pid and current not in identified and m.kind is Kind.IDENTIFY:
+            if current is not None and current != pid and current not in identified and identifies(m):
                 # The anonymous profile is merged into the person: its ids name them now.
                 for key, other in owner.items():
                     if other == current:

@@ -129,6 +129,30 @@ def test_a_signed_in_shopper_who_gets_a_ruid_stays_one_person(live, mapped_site)
     assert [e["type"] for e in events(dave)] == ["visit", "buy"]
 
 
+def test_a_cookies_history_joins_a_known_user_when_their_ruid_arrives(live, mapped_site):
+    key = mapped_site.primary_write_key().key
+    ruid = base64.b64encode(b"erin@example.com").decode()
+    # Erin is known from another device; on this one she browses before signing up.
+    assert live.get(f"/t/{key}.rsa?p1=visit&coid=c-desk&sid=s-desk&ruid={ruid}").status == 200
+    assert live.get(f"/t/{key}.rsa?p1=visit&p2=9&coid=c-phone&sid=s-phone").status == 200
+    assert live.get(f"/t/{key}.rsa?p1=basket&p2=9&coid=c-phone&sid=s-phone&ruid={ruid}").status == 200
+
+    erin = live.person_by("erin@example.com")
+    assert live.person_by("c-phone")["id"] == live.person_by("c-desk")["id"] == erin["id"]
+    assert [e["type"] for e in events(erin)] == ["visit", "visit", "basket"]
+
+
+def test_a_cookie_of_someone_else_is_not_merged_into_a_ruid(live, mapped_site):
+    key = mapped_site.primary_write_key().key
+    ann, bob = (base64.b64encode(e).decode() for e in (b"ann@example.com", b"bob@example.com"))
+    assert live.get(f"/t/{key}.rsa?p1=visit&coid=c-shared&sid=s-1&ruid={ann}").status == 200
+    assert live.get(f"/t/{key}.rsa?p1=visit&coid=c-bob&sid=s-2&ruid={bob}").status == 200
+    # Bob signs in on Ann's computer: a switch, not a merge of two people.
+    assert live.get(f"/t/{key}.rsa?p1=basket&coid=c-shared&sid=s-3&ruid={bob}").status == 200
+    assert live.person_by("ann@example.com")["id"] != live.person_by("bob@example.com")["id"]
+    assert live.person_by("c-shared")["id"] == live.person_by("ann@example.com")["id"]
+
+
 def test_all_999_parameters_are_taken(live, mapped_site):
     params = "&".join(f"p{n}=v{n}" for n in range(1, 1000))
     reply = live.get(f"/t/{mapped_site.primary_write_key().key}.rsa?{params}&coid=c-all&sid=s-all")

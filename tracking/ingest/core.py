@@ -48,12 +48,16 @@ class IngestResult:
 
 
 def event_time(m: Message, received_at: datetime) -> datetime:
-    """The client's time corrected for its clock: receivedAt - (sentAt - timestamp)."""
+    """The client's time corrected for its clock: receivedAt - (sentAt - timestamp),
+    and never after receivedAt: an event cannot have happened after it arrived, and a
+    time from a clock running ahead (with no sentAt to correct it) would stretch the
+    person's visit into the future and be counted in days to come (PostHog too sets
+    such a time to its arrival)."""
     if m.timestamp is None:
         return received_at
     if m.sent_at is not None:
-        return received_at - (m.sent_at - m.timestamp)
-    return m.timestamp
+        return min(received_at - (m.sent_at - m.timestamp), received_at)
+    return min(m.timestamp, received_at)
 
 
 def check_signatures(site: Site, messages: list[Message], *, privileged: bool) -> None:

@@ -271,6 +271,22 @@ def test_it_takes_the_client_time_without_sent_at():
     assert event_time(m, received) == received - timedelta(days=2)
 
 
+def test_it_never_dates_an_event_after_it_arrived():
+    received = timezone.now()
+    # A clock running ahead with no sentAt to correct it; a timestamp after sentAt.
+    assert event_time(Message(kind=Kind.TRACK, timestamp=received + timedelta(hours=3)), received) == received
+    ahead = Message(kind=Kind.TRACK, timestamp=received + timedelta(minutes=5), sent_at=received)
+    assert event_time(ahead, received) == received
+
+
+def test_an_event_from_a_clock_running_ahead_does_not_stretch_the_visit(site, t0):
+    received = t0 + 60 * MIN
+    ingest(site, track("a", anon="a-1", timestamp=t0 + 5 * 60 * MIN, message_id="ahead"), received_at=received)
+    ingest(site, track("b", anon="a-1", timestamp=t0 + 4 * 60 * MIN, message_id="later"), received_at=t0 + 4 * 60 * MIN)
+    assert event_by_message(site, "ahead").occurred_at == received
+    assert len(_sessions(site)) == 2  # three hours apart, not one visit
+
+
 def test_it_takes_the_server_time_without_client_times():
     received = timezone.now()
     assert event_time(Message(kind=Kind.TRACK), received) == received

@@ -189,6 +189,7 @@ def _promise_profiles(
     share it. Returns message index -> profile id or slot."""
     owner = {key: pid for key, (pid, _) in known.items()}  # id -> profile or slot
     identified = {pid for pid, flag in known.values() if flag}
+    merged: dict[int, int] = {}  # profile or slot -> the one it was merged into
     promised: dict[int, int] = {}
     slots = 0
 
@@ -197,14 +198,20 @@ def _promise_profiles(
         slots += 1
         return -slots
 
+    def owner_of(key: tuple[str, str]) -> int | None:
+        pid = owner.get(key)
+        while pid in merged:
+            pid = merged[pid]
+        return pid
+
     for m in messages:
         user = ("user", m.user_id) if m.user_id else None
         others = _other_ids(m)
-        current = next((owner[k] for k in others if k in owner), None)
+        current = next((pid for k in others if (pid := owner_of(k)) is not None), None)
         if user:
-            pid = owner.get(user)
+            pid = owner_of(user)
             if pid is None:
-                also = next((owner[k] for k in m.identities if k[0] == "user" and k in owner), None)
+                also = next((p for k in m.identities if k[0] == "user" and (p := owner_of(k)) is not None), None)
                 if also is not None:
                     pid = also  # Raptor: a second user id of the same person
                 elif current is not None and current not in identified:
@@ -214,10 +221,7 @@ def _promise_profiles(
                 owner[user] = pid
             identified.add(pid)
             if current is not None and current != pid and current not in identified and identifies(m):
-                # The anonymous profile is merged into the person: its ids name them now.
-                for key, other in owner.items():
-                    if other == current:
-                        owner[key] = pid
+                merged[current] = pid  # the anonymous profile's ids name the person now
         elif current is not None:
             pid = current
         else:

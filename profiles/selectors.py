@@ -7,6 +7,7 @@ reach a person of site B, whatever id it passes.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ def _property_documents(path: str, raw: str) -> list[Any]:
     except ValueError:
         parsed = None
     else:
-        if isinstance(parsed, bool | int | float | str) and parsed not in values:
+        # NaN and infinities (Python's json reads them; JSON has none) are only text here.
+        finite = not isinstance(parsed, float) or math.isfinite(parsed)
+        if isinstance(parsed, bool | int | float | str) and finite and parsed not in values:
             values.append(parsed)
     docs = []
     for value in values:
@@ -93,7 +96,7 @@ def _text_matches(site_id: int, q: str, cap: int) -> tuple[set[int], bool]:
         " AND lower(properties->>'email') LIKE %s LIMIT %s)",
     ]
     params: list[Any] = [site_id, prefix, limit, site_id, prefix, limit]
-    if q.isdigit() and len(q) < 19:
+    if q.isascii() and q.isdigit() and len(q) < 19:
         arms.append("(SELECT id, 2 FROM profiles_profile WHERE site_id = %s AND merged_into_id IS NULL AND id = %s)")
         params += [site_id, int(q)]
     with connection.cursor() as cursor:
@@ -118,7 +121,7 @@ def _text_match_condition(q: str) -> RawSQL:
         " AND lower(i.key) LIKE %s LIMIT 1) IS NOT NULL"
     )
     params: list[Any] = [prefix, prefix]
-    if q.isdigit() and len(q) < 19:
+    if q.isascii() and q.isdigit() and len(q) < 19:
         sql += " OR profiles_profile.id = %s"
         params.append(int(q))
     return RawSQL(f"({sql})", params, output_field=BooleanField())
@@ -230,7 +233,7 @@ def profile_by_identity(*, site: Site, key: str, kind: str | None = None) -> Pro
     if "\x00" in key:
         return None
     if kind == PROFILE_KIND:
-        return profile_get(site=site, profile_id=int(key)) if key.isdigit() and len(key) < 19 else None
+        return profile_get(site=site, profile_id=int(key)) if key.isascii() and key.isdigit() and len(key) < 19 else None
     identities = Identity.objects.filter(site=site, key=key)
     if kind:
         identities = identities.filter(kind=kind)
@@ -335,8 +338,16 @@ def live_events(*, site: Site, hours: int = 24, limit: int = 50) -> list[LiveEve
     """The newest events of the site with the people who did them: one query for the
     people and one per recent window read (``tracking.selectors.LIVE_WINDOWS``)."""
     events = event_selectors.events_recent(site_id=site.pk, hours=hours, limit=limit)
-    people = Profile.objects.filter(site=site, pk__in={e.profile_id for e in events}).only(
-        "id", "properties", "is_identified", "merged_into_id"
-    )
-    by_id = {p.pk: p for p in people}
+    by_id = _people_by_id(site, {e.profile_id for e in events})
     return [LiveEvent(event=e, profile=by_id.get(e.profile_id)) for e in events]
+
+
+def _people_by_id(site: Site, ids: set[int]) -> dict[int, Profile]:
+    """id -> the live person: a profile merged away (its events not moved yet, a large
+    history moves in the background) stands for the person it was merged into."""
+    fields = ("id", "properties", "is_identified", "merged_into_id")
+    people = {p.pk: p for p in Profile.objects.filter(site=site, pk__in=ids).only(*fields)}
+    targets = {p.merged_into_id for p in people.values() if p.merged_into_id} - people.keys()
+    if targets:
+        people.update((p.pk, p) for p in Profile.objects.filter(site=site, pk__in=targets).only(*fields))
+    return {pid: people.get(p.merged_into_id, p) if p.merged_into_id else p for pid, p in people.items()}

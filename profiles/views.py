@@ -130,7 +130,7 @@ def _live_context(request: HttpRequest, site: Site) -> dict:
     rows = selectors.live_events(site=site, hours=LIVE_HOURS, limit=LIVE_LIMIT)
     # Rows newer than the newest one the browser already shows are highlighted.
     seen = request.GET.get("seen", "")
-    seen_id = int(seen) if seen.isdigit() else None
+    seen_id = int(seen) if seen.isascii() and seen.isdigit() and len(seen) < 19 else None
     return {
         "section": "live",
         "title": "Live events",

@@ -50,7 +50,7 @@ class SiteScopedMixin:
         wanted = self.kwargs.get("site_id") or request.query_params.get("site")
         if not wanted:
             raise exceptions.ValidationError({"site": ["This parameter is required."]})
-        if not str(wanted).isdigit():
+        if not (str(wanted).isascii() and str(wanted).isdigit() and len(str(wanted)) < 19):
             raise exceptions.ValidationError({"site": ["Must be a site id."]})
         return get_object_or_404(Site.objects.for_user(request.user), pk=wanted)
 

@@ -160,7 +160,7 @@ def _query_string(request: HttpRequest) -> str:
 
 def _body(request: HttpRequest) -> bytes:
     length = request.META.get("CONTENT_LENGTH") or ""
-    if length.isdigit() and int(length) > tracardi.MAX_BODY_BYTES:
+    if length.isascii() and length.isdigit() and int(length) > tracardi.MAX_BODY_BYTES:
         raise RequestRejected(413, "payload_too_large", f"The body is {length} bytes; the limit is {tracardi.MAX_BODY_BYTES}")
     return request.body
 

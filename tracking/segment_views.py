@@ -116,7 +116,7 @@ def project_settings(request: HttpRequest, write_key: str) -> HttpResponse:
 
 def _read_body(request: HttpRequest) -> bytes:
     length = request.META.get("CONTENT_LENGTH") or ""
-    if length.isdigit() and int(length) > segment.MAX_BATCH_BYTES:
+    if length.isascii() and length.isdigit() and int(length) > segment.MAX_BATCH_BYTES:
         raise segment.too_large(int(length))
     return request.body
 

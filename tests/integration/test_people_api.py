@@ -209,6 +209,20 @@ def test_it_survives_nul_bytes_in_search_and_keys(key_client, bob):
     assert key_client.get("/api/v1/people/by-identity/bo%00b").status_code == 404
 
 
+@pytest.mark.parametrize("q", ["²", "١٢", "x=NaN", "x=-Infinity", "x=1e400"])
+def test_it_searches_for_odd_digits_and_numbers_as_text(key_client, bob, q):
+    # Unicode digits are not a profile id; NaN and infinities are no JSON value.
+    response = key_client.get("/api/v1/people", {"q": q})
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == []
+    assert key_client.get("/api/v1/people/by-identity/%C2%B2", {"kind": "profile"}).status_code == 404
+
+
+def test_it_finds_a_property_spelled_as_a_number_or_as_text(key_client, site):
+    person(site, "user:n", properties={"score": "NaN"})
+    assert [p["id"] for p in key_client.get("/api/v1/people", {"q": "score=NaN"}).json()["results"]] != []
+
+
 def test_it_refuses_a_segment_filter_rather_than_listing_everyone(api_client, site, secret_key):
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
     response = api_client.get("/api/v1/people", {"segment": 1})

@@ -142,6 +142,16 @@ def test_it_exports_and_deletes_for_site_admins_only(logged_in, site, marketer):
     assert not Event.objects.filter(profile_id=who.pk).exists()
 
 
+def test_live_events_name_the_person_a_merged_profile_went_into(logged_in, site):
+    old = person(site, "user:old", properties={"name": "Old account"})
+    alice = person(site, "user:alice", properties={"name": "Alice"})
+    event(old, "bought")
+    merge(old, alice, repointed=False)  # a large history moves in the background
+    html = logged_in.get(reverse("app:live", args=[site.pk])).content.decode()
+    assert "Alice" in html and "Old account" not in html
+    assert reverse("app:person", args=[site.pk, alice.pk]) in html
+
+
 def test_it_shows_live_events_and_marks_the_new_ones(logged_in, site, other_site):
     who = person(site, "user:live", properties={"name": "Liv"})
     first = event(who, "page-view", context={"page": {"url": "https://shop.example/"}})

@@ -275,12 +275,16 @@ class PersonDetailApi(PersonLookupMixin, APIView):
         "company memberships and merge records, the profile and every id merged into it. "
         "Irreversible. Needs the secret key or the admin role on the site.",
         parameters=[SITE_PARAMETER, PERSON_ID],
-        responses={204: None, 403: ErrorSerializer, 404: NOT_FOUND},
+        responses={204: None, 403: ErrorSerializer, 404: NOT_FOUND, 503: ErrorSerializer},
     )
     def delete(self, request: Request, profile_id: int) -> Response:
         self.check_may_manage_people()
         profile = self.get_person()
-        services.profile_forget(site=self.site, profile=profile)
+        try:
+            services.profile_forget(site=self.site, profile=profile)
+        except services.QueueBusy as exc:
+            body = {"code": "busy", "message": str(exc)}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
 from profiles.selectors import profile_merged_ids
+from tracking import inbox
 from tracking import selectors as event_selectors
 from tracking.models import Event, Session, Site
 
@@ -57,16 +58,30 @@ def _lock(site: Site, ids: list[int]) -> None:
     list(Profile.objects.select_for_update().filter(site=site, pk__in=ids).order_by("pk").values_list("pk"))
 
 
-@transaction.atomic
-def profile_forget(*, site: Site, profile: Profile) -> dict[str, int]:
+class QueueBusy(Exception):
+    """Requests accepted before the erase are still queued (a backlog): try again later."""
+
+
+def profile_forget(*, site: Site, profile: Profile, settle_seconds: float = 30.0) -> dict[str, int]:
     """Erase a person (right to be forgotten): their events, sessions, identities,
     company memberships, merge records, the profile and every tombstone merged into it.
     Rows of other models with a foreign key to the profile go by cascade.
 
-    Locks the profiles first; ingestion locks the profiles it touches, so a batch for
-    this person commits before the erase or runs after it and finds no identity left
-    (a later event for the same ids starts a new, empty profile). Returns row counts.
+    First the site's requests still queued in the inbox are stored (``inbox.store_queued``):
+    what was accepted before the erase goes with it, instead of making the person again
+    when a drain stores it later. ``QueueBusy`` when that takes over ``settle_seconds``
+    (nothing is erased). Then the profiles are locked; ingestion locks the profiles it
+    touches, so a batch for this person commits before the erase or runs after it and
+    finds no identity left (a later event for the same ids starts a new, empty profile).
+    Returns row counts.
     """
+    if not inbox.store_queued(site_id=site.pk, timeout=settle_seconds):
+        raise QueueBusy("Requests accepted before this one are still being stored; try again in a minute.")
+    return _erase(site=site, profile=profile)
+
+
+@transaction.atomic
+def _erase(*, site: Site, profile: Profile) -> dict[str, int]:
     ids = profile_merged_ids(profile=profile)
     _lock(site, ids)
     # A merge into this person may have committed while we waited for the lock.

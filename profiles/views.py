@@ -118,7 +118,11 @@ def person_export(request: HttpRequest, site: Site, profile_id: int) -> HttpResp
 def person_forget(request: HttpRequest, site: Site, profile_id: int) -> HttpResponse:
     profile = _person_or_404(site, profile_id)
     name = profile.display_name
-    counts = services.profile_forget(site=site, profile=profile)
+    try:
+        counts = services.profile_forget(site=site, profile=profile)
+    except services.QueueBusy as exc:
+        messages.error(request, f"{name} was not deleted: {exc}")
+        return redirect("app:person", site_id=site.pk, profile_id=profile.pk)
     messages.success(
         request,
         f"{name} was deleted with {counts['events']} events and {counts['sessions']} sessions.",

@@ -632,6 +632,31 @@ def _claim(only: int | None, lanes: Sequence[int] = (0,)) -> list[int]:
     return ids
 
 
+def store_queued(*, site_id: int, timeout: float = 30.0) -> bool:
+    """Store every request of ``site_id`` queued before this call, here and now (chunks
+    of every lane, as a drain would, oldest rows first), waiting for those another drain
+    holds. What was accepted before a person is erased must be erased with them, not
+    stored after (it would make them again). Returns False when some are still queued
+    after ``timeout`` seconds (a backlog); rows set aside as failed are not waited for."""
+    [(watermark,)] = db.execute(
+        "SELECT max(id) FROM tracking_inboxbatch WHERE site_id = %s AND failed_at IS NULL", [site_id]
+    )
+    if watermark is None:
+        return True
+    deadline = time.monotonic() + timeout
+    lanes = list(range(max(1, settings.INGEST_DRAINS)))
+    while db.execute(
+        "SELECT 1 FROM tracking_inboxbatch WHERE site_id = %s AND id <= %s AND failed_at IS NULL LIMIT 1",
+        [site_id, watermark],
+    ):
+        if time.monotonic() >= deadline:
+            return False
+        rows, _, _ = drain_chunk(lanes)
+        if not rows:
+            time.sleep(POLL_SECONDS)  # the rows left are in another drain's chunk
+    return True
+
+
 def _set_aside(row_id: int) -> int:
     error = traceback.format_exc(limit=5)
     return InboxBatch.objects.filter(pk=row_id, failed_at__isnull=True).update(

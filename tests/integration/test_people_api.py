@@ -1,15 +1,19 @@
 """Management API for people: shapes, paging, access per site and per role."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
 
-from profiles.models import Profile
+from profiles.models import Identity, Profile
+from tests import messages as ingest_messages
 from tests.factories import MembershipFactory
 from tests.people import company, event, merge, person, session
+from tracking import inbox
 from tracking import services as tracking_services
-from tracking.models import Event, Membership
+from tracking.models import Event, InboxBatch, Membership
+from tracking.tasks import drain_inbox_task
 
 pytestmark = pytest.mark.django_db
 
@@ -228,3 +232,43 @@ def test_it_refuses_a_segment_filter_rather_than_listing_everyone(api_client, si
     response = api_client.get("/api/v1/people", {"segment": 1})
     assert response.status_code == 400
     assert "segment" in response.json()["errors"]
+
+
+@pytest.fixture
+def queued(settings):
+    settings.INGEST_MODE = "queued"
+    settings.INGEST_MAX_BACKLOG = 0
+    inbox._backlog.update(checked=0.0, full=False)
+    with mock.patch.object(drain_inbox_task, "delay"):
+        yield settings
+
+
+def test_a_delete_erases_what_was_still_queued_for_the_person(key_client, site, queued):
+    ingest_messages.ingest(site, ingest_messages.identify("u-1", anon="a-1"))  # stored
+    profile = ingest_messages.profile_of(site, "u-1")
+    queued_message = ingest_messages.track("Order Completed", user="u-1", anon="a-1", message_id="m-queued", index=0)
+    inbox.submit(site, [queued_message], received_at=timezone.now(), actor="write key")
+    assert InboxBatch.objects.exists()
+
+    assert key_client.delete(f"/api/v1/people/{profile.pk}").status_code == 204
+    inbox.drain(idle_seconds=0)  # what a drain would find afterwards: nothing of them
+
+    assert not InboxBatch.objects.exists()
+    assert not Event.objects.filter(site=site).exists()
+    assert not Identity.objects.filter(site=site).exists()
+    assert not Profile.objects.filter(site=site).exists()
+
+
+def test_a_delete_behind_a_backlog_is_refused_and_erases_nothing(key_client, site, bob, queued):
+    with mock.patch.object(inbox, "store_queued", return_value=False):
+        response = key_client.delete(f"/api/v1/people/{bob.pk}")
+    assert response.status_code == 503 and response["Retry-After"] == "60"
+    assert response.json()["code"] == "busy"
+    assert Profile.objects.filter(pk=bob.pk).exists()
+
+
+def test_storing_the_queue_gives_up_after_its_timeout(site, queued):
+    inbox.submit(site, [ingest_messages.track(anon="a-1", index=0)], received_at=timezone.now(), actor="write key")
+    assert inbox.store_queued(site_id=site.pk, timeout=0) is False
+    assert inbox.store_queued(site_id=site.pk, timeout=5) is True
+    assert not InboxBatch.objects.exists()

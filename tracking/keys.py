@@ -54,7 +54,7 @@ def sign_identity(secret: str, identity: str) -> str:
 
 
 def check_identity_signature(secret: str, identity: str, signature: str | None) -> bool:
-    if not signature:
+    if not signature or not signature.isascii():  # compare_digest refuses other text
         return False
     return hmac.compare_digest(sign_identity(secret, identity), signature.strip().lower())
 

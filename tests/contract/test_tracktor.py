@@ -174,6 +174,38 @@ def test_aliasing_two_identified_people_needs_destsign(live, site, key):
     assert bob["properties"] == {"a": 1, "b": 2}
 
 
+def test_in_secure_mode_a_signature_of_dest_does_not_take_over_an_identified_source(live, site, key):
+    site.only_signed_data = True
+    site.save()
+    sign = {who: keys.sign_identity(site.signing_secret, who) for who in ("victim", "mallory", "mallory2")}
+    live.get(call("/set", key, id="victim", sign=sign["victim"], data="{email: 'v@example.com'}"))
+    live.get(call("/set", key, id="mallory", sign=sign["mallory"], data="{plan: 1}"))
+    before = stored_counts()
+
+    # Mallory holds her own signatures only (what the site's pages give her).
+    for destid in ("mallory", "mallory2"):
+        refused = live.get(call("/alias", key, srcid="victim", destid=destid, destsign=sign[destid]))
+        assert refused.status == 401, refused.text
+        error = refused.json()["errors"][0]
+        assert (error["field"], error["reason"]) == ("srcid", "names an identified person: merging them needs the secret key")
+    assert stored_counts() == before
+    assert live.person_by("victim")["properties"] == {"email": "v@example.com"}
+    # A visitor's own anonymous history still joins the signed person.
+    live.get(call("/track", key, id="a-mallory-phone", action="Site visit"))
+    joined = live.get(call("/alias", key, srcid="a-mallory-phone", destid="mallory", destsign=sign["mallory"]))
+    assert joined.status == 200, joined.text
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/set", {"id": "5115", "sign": "é", "data": "{a: 1}"}),
+    ("/alias", {"srcid": "a-1", "destid": "5115", "destsign": "é"}),
+])
+def test_a_signature_that_is_not_hex_text_is_a_401_not_a_crash(live, key, path, params):
+    reply = live.get(call(path, key, **params))
+    assert reply.status == 401, reply.text
+    assert reply.json()["errors"][0]["field"] in ("sign", "destsign")
+
+
 def test_cart_calls_carry_the_cart(live, key):
     for action in ("setCart", "purchaseCart"):
         reply = live.get(call("/track", key, id="unicorn", action=action, data=CART_SAMPLE))

@@ -23,6 +23,7 @@ from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_ba
 from tracking import db, handoff, jsontext, keys
 from tracking.ingest.schema import (
     FieldError,
+    Kind,
     Message,
     MessageError,
     RequestRejected,
@@ -78,7 +79,7 @@ def check_signatures(site: Site, messages: list[Message], *, privileged: bool) -
                 [FieldError(m.index, "signature", "is required for userId on this site")],
             )
     if site.only_signed_data:
-        _check_no_unsigned_person(site, [m for m in messages if not m.user_id])
+        _check_no_unsigned_person(site, messages)
 
 
 # Ids a device makes up at random and keeps (the tracker's anonymous id, Raptor's cookie
@@ -91,9 +92,9 @@ DEVICE_ID_KINDS = frozenset({"anonymous", "cookie"})
 
 
 def _check_no_unsigned_person(site: Site, messages: list[Message]) -> None:
-    """"Only signed data": a message without a userId may not name an identified person
-    by an id anyone may know or guess either (our profile id, an email or external id):
-    one statement for the batch."""
+    """"Only signed data": a message may not name an identified person without their
+    signature by an id anyone may know or guess either (our profile id, an email or
+    external id; an alias's previousId): one statement for the batch."""
     keys_named = {(kind, key) for m in messages for kind, key in _person_ids(m)}
     if not keys_named:
         return
@@ -112,15 +113,29 @@ def _check_no_unsigned_person(site: Site, messages: list[Message]) -> None:
     ))
     for m in messages:
         for kind, key in _person_ids(m):
-            if (kind, key) in identified:
-                named = "profileId" if kind == "profile" else f"the {kind} id"
+            if (kind, key) not in identified:
+                continue
+            if m.kind is Kind.ALIAS:
                 raise RequestRejected(
                     401, "unsigned", "This site accepts only signed identities.",
-                    [FieldError(m.index, "signature", f"is required on this site: {named} names an identified person")],
+                    [FieldError(m.index, "previousId", "names an identified person: merging them needs the secret key")],
                 )
+            named = "profileId" if kind == "profile" else f"the {kind} id"
+            raise RequestRejected(
+                401, "unsigned", "This site accepts only signed identities.",
+                [FieldError(m.index, "signature", f"is required on this site: {named} names an identified person")],
+            )
 
 
 def _person_ids(m: Message) -> list[tuple[str, str]]:
+    """The ids of ``m`` that would let a caller without that person's signature act for
+    an identified person: with a userId (signed), only an alias's previousId, whose
+    person would be merged into the signer (a signature of the destination proves
+    nothing about the source)."""
+    if m.kind is Kind.ALIAS:
+        return [("user", m.previous_id)] if m.previous_id else []
+    if m.user_id:
+        return []
     ids = [("profile", str(m.profile_id))] if m.profile_id else []
     return ids + [(kind, key) for kind, key in m.identities if kind not in DEVICE_ID_KINDS]
 

@@ -20,7 +20,9 @@ Mapping choices:
   tags are kept in the event context under ``options`` and ``tags``. Footprint has no
   ephemeral events: ``saveEvent: false`` is recorded, not obeyed (segments and workflows
   work from stored events);
-- ``time.create`` (or ``time.insert``), when given, is the event's time.
+- ``time.create`` (or ``time.insert``), when given, is the event's time: ISO 8601, or a
+  Unix time in seconds or milliseconds, as Tracardi's models read it; ``tags`` may be
+  any list, as in Tracardi.
 
 A payload is all or nothing, as in Tracardi: any invalid part refuses the whole request.
 """
@@ -147,8 +149,8 @@ def _event(item, index, session_id, profile_id, context, properties, options) ->
         event_context["options"] = {**options, **own_options}
     tags = item.get("tags")
     if tags is not None:
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise MessageError(f"{where}.tags", "must be a list of strings")
+        if not isinstance(tags, list):
+            raise MessageError(f"{where}.tags", "must be a list")
         check_storable(tags, f"{where}.tags")
         event_context["tags"] = tags
     return Message(
@@ -169,16 +171,29 @@ def _event_time(value: Any, where: str) -> datetime | None:
         raw = times.get(name)
         if raw is None:
             continue
-        if not isinstance(raw, str):
-            raise MessageError(f"{where}.{name}", "must be a date-time string")
-        try:
-            moment = datetime.fromisoformat(raw.strip())
-        except ValueError:
-            raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            moment = _from_epoch(raw, f"{where}.{name}")
+        elif not isinstance(raw, str):
+            raise MessageError(f"{where}.{name}", "must be a date-time string or a Unix time")
+        else:
+            try:
+                moment = datetime.fromisoformat(raw.strip())
+            except ValueError:
+                raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
         if not 1970 <= moment.year <= 2999:
             raise MessageError(f"{where}.{name}", f"year {moment.year} is out of range")
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return None
+
+
+def _from_epoch(value: int | float, where: str) -> datetime:
+    """A Unix time as Tracardi's models (pydantic) read one: seconds, or milliseconds
+    when the number is too large to be seconds."""
+    seconds = value / 1000 if abs(value) > 2e10 else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise MessageError(where, f"{value!r} is not a Unix time") from None
 
 
 def _object(value: Any, name: str, *, required: bool = False) -> dict[str, Any]:

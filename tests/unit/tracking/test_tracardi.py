@@ -76,6 +76,22 @@ def test_events_inherit_payload_properties_and_options_and_keep_time_and_tags():
 
 
 @pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        (1672567200, datetime(2023, 1, 1, 10, tzinfo=UTC)),  # seconds
+        (1672567200500, datetime(2023, 1, 1, 10, 0, 0, 500000, tzinfo=UTC)),  # milliseconds
+        (1672567200.25, datetime(2023, 1, 1, 10, 0, 0, 250000, tzinfo=UTC)),
+    ],
+)
+def test_it_reads_a_unix_time_as_tracardi_does(sent, read):
+    payload = copy.deepcopy(MINIMAL_EXAMPLE)
+    payload["events"][0].update(time={"create": sent}, tags=["landing", 1, {"a": True}])
+    first = tracardi.parse(payload).messages[0]
+    assert first.timestamp == read
+    assert first.context["tags"] == ["landing", 1, {"a": True}]
+
+
+@pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"source": None}, "source.id"),
@@ -102,6 +118,8 @@ def test_events_inherit_payload_properties_and_options_and_keep_time_and_tags():
         ({"events": [{"type": "x", "options": "o"}]}, "events[0].options"),
         ({"events": [{"type": "x", "tags": "t"}]}, "events[0].tags"),
         ({"events": [{"type": "x", "time": {"create": "yesterday"}}]}, "events[0].time.create"),
+        ({"events": [{"type": "x", "time": {"create": True}}]}, "events[0].time.create"),
+        ({"events": [{"type": "x", "time": {"create": 1e300}}]}, "events[0].time.create"),
         ({"events": [{"type": "x", "properties": {"a": "nul\x00"}}]}, "events[0].properties.a"),
         ({"context": {"a": "\ud800"}}, "context.a"),
     ],

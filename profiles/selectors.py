@@ -31,6 +31,12 @@ PEOPLE_SORTS: dict[str, tuple[str, bool]] = {
     "first_seen": ("first_seen", False),
 }
 DEFAULT_SORT = "-last_seen"
+PEOPLE_SORT_LABELS = {
+    "-last_seen": "Last seen, newest first",
+    "last_seen": "Last seen, oldest first",
+    "-first_seen": "First seen, newest first",
+    "first_seen": "First seen, oldest first",
+}
 COUNT_CAP = 10_000
 MAX_MERGE_HOPS = 50
 # Order in which by-identity picks a profile when the same key exists under several kinds.
@@ -334,12 +340,25 @@ class LiveEvent:
     profile: Profile | None
 
 
-def live_events(*, site: Site, hours: int = 24, limit: int = 50) -> list[LiveEvent]:
-    """The newest events of the site with the people who did them: one query for the
-    people and one per recent window read (``tracking.selectors.LIVE_WINDOWS``)."""
-    events = event_selectors.events_recent(site_id=site.pk, hours=hours, limit=limit)
+def live_events(
+    *, site: Site, hours: int = 24, limit: int = 50, type_prefix: str = "", before: Cursor | None = None
+) -> Page:
+    """A page of the newest events of the site (of the types starting with
+    ``type_prefix``; older than ``before``) with the people who did them: one query for
+    the people and one per recent window read (``tracking.selectors.LIVE_WINDOWS``).
+    ``next`` is the cursor of the older page when this one is full (there may be more;
+    finding out for sure would read a wider window on every refresh)."""
+    events = event_selectors.events_recent(
+        site_id=site.pk, hours=hours, limit=limit, type_prefix=type_prefix, before=before
+    )
+    more = len(events) >= limit
+    events = events[:limit]
     by_id = _people_by_id(site, {e.profile_id for e in events})
-    return [LiveEvent(event=e, profile=by_id.get(e.profile_id)) for e in events]
+    return Page(
+        items=[LiveEvent(event=e, profile=by_id.get(e.profile_id)) for e in events],
+        next=Cursor(events[-1].received_at, events[-1].id) if more else None,
+        previous=None,
+    )
 
 
 def _people_by_id(site: Site, ids: set[int]) -> dict[int, Profile]:

@@ -59,6 +59,7 @@ def people(request: HttpRequest, site: Site) -> HttpResponse:
         "title": "People",
         "q": q,
         "sort": sort,
+        "sorts": selectors.PEOPLE_SORT_LABELS.items(),
         "page": page,
         "count": count,
         "count_capped": capped,
@@ -131,7 +132,10 @@ def person_forget(request: HttpRequest, site: Site, profile_id: int) -> HttpResp
 
 
 def _live_context(request: HttpRequest, site: Site) -> dict:
-    rows = selectors.live_events(site=site, hours=LIVE_HOURS, limit=LIVE_LIMIT)
+    type_prefix = request.GET.get("type", "").replace("\x00", "").strip()[:255]
+    before = _cursor(request)  # an older page: it stands still (no polling)
+    page = selectors.live_events(site=site, hours=LIVE_HOURS, limit=LIVE_LIMIT, type_prefix=type_prefix, before=before)
+    rows = page.items
     # Rows newer than the newest one the browser already shows are highlighted.
     seen = request.GET.get("seen", "")
     seen_id = int(seen) if seen.isascii() and seen.isdigit() and len(seen) < 19 else None
@@ -139,6 +143,9 @@ def _live_context(request: HttpRequest, site: Site) -> dict:
         "section": "live",
         "title": "Live events",
         "rows": rows,
+        "type": type_prefix,
+        "older": page.next.encode() if page.next else None,
+        "is_history": before is not None,
         "seen_id": seen_id,
         "newest_id": max((r.event.id for r in rows), default=seen_id or 0),
         "hours": LIVE_HOURS,
@@ -150,7 +157,10 @@ def _live_context(request: HttpRequest, site: Site) -> dict:
 @require_GET
 @site_page
 def live(request: HttpRequest, site: Site) -> HttpResponse:
-    return render(request, "profiles/live.html", _live_context(request, site))
+    context = _live_context(request, site)
+    if _wants_fragment(request, "live-feed"):
+        return render(request, "profiles/_live_feed.html", context)
+    return render(request, "profiles/live.html", context)
 
 
 @require_GET

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from tracking.keyset import Cursor, Page, keyset_page
@@ -82,21 +82,30 @@ def sessions_of_profiles(*, site_id: int, profile_ids: Sequence[int]) -> QuerySe
     )
 
 
-def events_recent(*, site_id: int, hours: int = 24, limit: int = 50) -> list[Event]:
-    """The newest events the site sent, by arrival (received_at), within ``hours``.
+def events_recent(
+    *, site_id: int, hours: int = 24, limit: int = 50, type_prefix: str = "", before: Cursor | None = None
+) -> list[Event]:
+    """The newest events the site sent, by arrival (received_at), within ``hours``; with
+    ``type_prefix``, only types starting with it; with ``before``, the page older than
+    that (received_at, id). At most ``limit`` + 1 rows (one more than a page says there
+    are older ones; a page of exactly ``limit`` may have more behind it).
 
     received_at follows insertion order, so the BRIN index on it narrows each
-    partition to its last few blocks.
+    partition to its last few blocks: windows widening back from the newest wanted
+    arrival are read until one holds a page.
     """
     now = timezone.now()
     window = timedelta(hours=hours)
+    since = now - window
+    end = before.at if before else now
+    events = Event.objects.filter(site_id=site_id, received_at__gte=since)
+    if type_prefix:
+        events = events.filter(type__startswith=type_prefix)
+    if before:
+        events = events.filter(Q(received_at__lt=before.at) | Q(received_at=before.at, id__lt=before.id))
     rows: list[Event] = []
-    for span in [w for w in LIVE_WINDOWS if w < window] + [window]:
-        rows = list(
-            Event.objects.filter(site_id=site_id, received_at__gte=now - span).order_by(
-                "-received_at", "-id"
-            )[:limit]
-        )
+    for span in [w for w in LIVE_WINDOWS if end - w > since] + [end - since]:
+        rows = list(events.filter(received_at__gte=end - span).order_by("-received_at", "-id")[: limit + 1])
         if len(rows) >= limit:
             break
     return rows

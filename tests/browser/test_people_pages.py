@@ -99,6 +99,10 @@ def test_marketer_searches_people_opens_a_person_and_pages_the_timeline(page, sh
     page.click("th >> text=First seen")
     expect(page.get_by_test_id("person-row").first).to_contain_text("Person 000")
     expect(page).to_have_url(re.compile(r"sort=first_seen"))
+    expect(page.locator("#people-sort")).to_have_value("first_seen")  # the select follows
+    page.select_option("#people-sort", "-last_seen")
+    expect(page.get_by_test_id("person-row").first).to_contain_text("Ann Lee")
+    expect(page).to_have_url(re.compile(r"sort=-last_seen"))
 
     # Live search as one types: no Enter, the URL follows.
     page.fill("#people-q", "ann@")
@@ -208,7 +212,39 @@ def test_people_pages_work_on_a_phone(browser, live_server, shop, ann, crowd):
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
     page.goto(f"/app/s/{shop.pk}/people/")
+    # The column headers (their sort links) are clipped away on a phone; this is not.
+    page.select_option("#people-sort", "first_seen")
+    expect(page.get_by_test_id("person-row").first).to_contain_text("Person 000")
+    shot(page, "phone-people-sorted")
     page.fill("#people-q", "ann")
     expect(page.get_by_test_id("person-row")).to_have_count(1)
     expect(page.get_by_test_id("person-row")).to_contain_text("Ann Lee")
+    expect(page).to_have_url(re.compile(r"q=ann.*sort=first_seen|sort=first_seen.*q=ann"))  # the search kept the sort
     context.close()
+
+
+def test_marketer_filters_live_events_and_pages_back_through_older_ones(page, shop, ann):
+    now = timezone.now()
+    for n in range(60):
+        event(ann, "page-view", at=now - timedelta(seconds=n), received_at=now - timedelta(seconds=n))
+    login(page, "mia", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/live/")
+    rows = page.get_by_test_id("live-event")
+    expect(rows).to_have_count(50)
+
+    page.fill("#live-type", "order")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("order-completed")
+    expect(page).to_have_url(re.compile(r"type=order"))
+    shot(page, "live-filtered")
+    page.fill("#live-type", "")
+    expect(rows).to_have_count(50)
+
+    page.click("a[rel=next]")
+    expect(page.get_by_test_id("live-history")).to_be_visible()
+    expect(rows).to_have_count(11)  # 61 events in the last 24 hours
+    expect(page).to_have_url(re.compile(r"cursor="))
+    shot(page, "live-older")
+    page.click("text=Back to the newest")
+    expect(page.get_by_test_id("live-history")).to_have_count(0)
+    expect(rows.first).to_contain_text("page-view")

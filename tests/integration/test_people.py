@@ -267,7 +267,7 @@ def test_it_lists_the_newest_events_of_the_site_by_arrival(site, other_site):
     fresh = event(who, "fresh", at=now - timedelta(seconds=30), received_at=now - timedelta(seconds=30))
     event(who, "stale", at=now - timedelta(days=3))  # outside the window
     event(person(other_site, "user:l"), "elsewhere")
-    rows = selectors.live_events(site=site, hours=24, limit=10)
+    rows = selectors.live_events(site=site, hours=24, limit=10).items
     assert [r.event.id for r in rows] == [late.id, fresh.id]
     assert rows[0].profile == who
 
@@ -279,12 +279,27 @@ def test_the_live_feed_reads_the_narrowest_recent_window_that_holds_a_page(site,
     made = [event(who, f"e{n}", at=now - a, received_at=now - a) for n, a in enumerate(ago)]
     # A page within the last second: one events query (and one for the people).
     with django_assert_num_queries(2):
-        assert [r.event.id for r in selectors.live_events(site=site, limit=1)] == [made[0].id]
+        assert [r.event.id for r in selectors.live_events(site=site, limit=1).items] == [made[0].id]
     # Wider windows until a page is full, newest first, nothing older than needed.
-    assert [r.event.id for r in selectors.live_events(site=site, limit=3)] == [e.id for e in made[:3]]
+    assert [r.event.id for r in selectors.live_events(site=site, limit=3).items] == [e.id for e in made[:3]]
     # A quiet site falls back to the whole span asked for.
-    assert [r.event.id for r in selectors.live_events(site=site, limit=10)] == [e.id for e in made]
-    assert [r.event.id for r in selectors.live_events(site=site, hours=0.25, limit=10)] == [e.id for e in made[:3]]
+    assert [r.event.id for r in selectors.live_events(site=site, limit=10).items] == [e.id for e in made]
+    assert [r.event.id for r in selectors.live_events(site=site, hours=0.25, limit=10).items] == [e.id for e in made[:3]]
+
+
+def test_the_live_feed_filters_by_type_and_pages_back_through_older_arrivals(site):
+    who = person(site, "user:pager")
+    now = timezone.now()
+    made = [event(who, "order-completed" if n % 2 else "page-view", at=now - timedelta(minutes=n),
+                  received_at=now - timedelta(minutes=n)) for n in range(7)]
+    first = selectors.live_events(site=site, limit=3)
+    assert [r.event.id for r in first.items] == [e.id for e in made[:3]]
+    second = selectors.live_events(site=site, limit=3, before=first.next)
+    assert [r.event.id for r in second.items] == [e.id for e in made[3:6]]
+    third = selectors.live_events(site=site, limit=3, before=second.next)
+    assert [r.event.id for r in third.items] == [made[6].id] and third.next is None
+    orders = selectors.live_events(site=site, limit=10, type_prefix="order")
+    assert [r.event.id for r in orders.items] == [made[1].id, made[3].id, made[5].id]
 
 
 # --- export and forget -----------------------------------------------------------------

@@ -1,6 +1,7 @@
 """People, Person and Live pages rendered by the server (the browser tests click them)."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -140,6 +141,37 @@ def test_it_exports_and_deletes_for_site_admins_only(logged_in, site, marketer):
     assert "Gone Soon was deleted with 1 events" in response.content.decode()
     assert not Profile.objects.filter(pk=who.pk).exists()
     assert not Event.objects.filter(profile_id=who.pk).exists()
+
+
+def test_live_events_filter_by_type_and_page_back_without_updating(logged_in, site):
+    who = person(site, "user:liv", properties={"name": "Liv"})
+    now = timezone.now()
+    for n in range(55):
+        event(who, "order-completed" if n == 3 else "page-view", at=now - timedelta(seconds=n), received_at=now - timedelta(seconds=n))
+    url = reverse("app:live", args=[site.pk])
+    html = logged_in.get(url).content.decode()
+    assert html.count('data-testid="live-event"') == 50 and "Older events" in html
+    assert "every 3s" in html  # the newest page keeps itself up to date
+
+    older = re.search(r'rel="next" href="\?([^"]+)"', html).group(1).replace("&amp;", "&")
+    history = logged_in.get(f"{url}?{older}").content.decode()
+    assert history.count('data-testid="live-event"') == 5
+    assert 'data-testid="live-history"' in history and "every 3s" not in history
+
+    filtered = logged_in.get(url, {"type": "order"}).content.decode()
+    assert filtered.count('data-testid="live-event"') == 1 and "order-completed" in filtered
+    assert "type=order" in filtered  # the refresh keeps the filter
+    nothing = logged_in.get(url, {"type": "refund"}).content.decode()
+    assert "No “refund” events in the last 24 hours." in nothing
+
+
+def test_the_people_list_has_a_sort_control_outside_its_table_headers(logged_in, site):
+    person(site, "user:a", properties={"name": "Ann"})
+    html = logged_in.get(reverse("app:people", args=[site.pk]), {"sort": "first_seen", "q": "a"}).content.decode()
+    # Column headers are hidden on a phone: the select is how a phone sorts.
+    assert '<select id="people-sort" name="sort">' in html
+    assert '<option value="first_seen" selected>First seen, oldest first</option>' in html
+    assert '<input type="hidden" name="q" value="a">' in html
 
 
 def test_live_events_name_the_person_a_merged_profile_went_into(logged_in, site):

@@ -108,9 +108,14 @@ def _erase(*, site: Site, profile: Profile) -> dict[str, int]:
     return counts
 
 
-def profile_export(*, site: Site, profile: Profile) -> dict[str, Any]:
+def profile_export(*, site: Site, profile: Profile, settle_seconds: float = 10.0) -> dict[str, Any]:
     """Everything Footprint holds about a person, as JSON-ready data: properties,
-    identities, companies, sessions, merge records and all events (oldest first)."""
+    identities, companies, sessions, merge records and all events (oldest first).
+
+    The site's requests still queued are stored first, for up to ``settle_seconds``
+    (behind a longer backlog the export holds what is stored by then)."""
+    inbox.store_queued(site_id=site.pk, timeout=settle_seconds)
+    profile.refresh_from_db()
     ids = profile_merged_ids(profile=profile)
     companies = Company.objects.filter(site=site, members__in=ids).distinct().order_by("key")
     merges = ProfileMerge.objects.filter(site=site, target_id__in=ids).order_by("merged_at", "id")

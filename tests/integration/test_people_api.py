@@ -272,3 +272,13 @@ def test_storing_the_queue_gives_up_after_its_timeout(site, queued):
     assert inbox.store_queued(site_id=site.pk, timeout=0) is False
     assert inbox.store_queued(site_id=site.pk, timeout=5) is True
     assert not InboxBatch.objects.exists()
+
+
+def test_an_export_holds_what_was_still_queued_for_the_person(key_client, site, queued):
+    ingest_messages.ingest(site, ingest_messages.identify("u-1", anon="a-1"))
+    profile = ingest_messages.profile_of(site, "u-1")
+    queued_message = ingest_messages.track("Order Completed", user="u-1", message_id="m-queued", index=0)
+    inbox.submit(site, [queued_message], received_at=timezone.now(), actor="write key")
+
+    body = key_client.get(f"/api/v1/people/{profile.pk}/export").json()
+    assert "Order Completed" in [e["type"] for e in body["events"]]

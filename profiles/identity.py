@@ -20,7 +20,7 @@ locked (in id order, so concurrent batches cannot deadlock) until it commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,6 +73,7 @@ class _Merge:
     reason: str
     identities: dict[str, Any]
     source_identified: bool
+    actor: str  # who sent the message that merged them
 
 
 @dataclass
@@ -108,10 +109,11 @@ _MISSING = object()
 
 
 class _Batch:
-    def __init__(self, site: Site, *, privileged: bool, actor: str):
+    def __init__(self, site: Site, *, privileged: bool, actor: str, actors: Mapping[int, str] | None = None):
         self.site = site
         self.privileged = privileged
         self.actor = actor
+        self.actors = actors or {}  # message index -> its sender, where they differ
         self.profiles: dict[int, _Profile] = {}
         self.parent: dict[int, int] = {}
         self.ident: dict[tuple[str, str], int] = {}
@@ -287,7 +289,7 @@ class _Batch:
         if not src.new:
             ids = {k: v for k, v in (("userId", m.user_id), ("anonymousId", m.anonymous_id),
                                      ("previousId", m.previous_id)) if v}
-            self.merges.append(_Merge(source, target, reason, ids, src.identified))
+            self.merges.append(_Merge(source, target, reason, ids, src.identified, self.actors.get(m.index, self.actor)))
 
     def identify(self, pid: int) -> None:
         p = self.profiles[pid]
@@ -524,7 +526,7 @@ class _Batch:
         records = [
             {
                 "source": m.source, "target": target, "reason": m.reason, "identities": m.identities,
-                "repointed_at": None if m.source_identified else now,
+                "actor": m.actor, "repointed_at": None if m.source_identified else now,
             }
             for m, target in zip(self.merges, targets, strict=True)
         ]
@@ -533,11 +535,12 @@ class _Batch:
                 """
                 INSERT INTO profiles_profilemerge
                     (site_id, source_id, target_id, reason, identities, actor, merged_at, repointed_at)
-                SELECT %s, v.source, v.target, v.reason, v.identities, %s, %s, v.repointed_at
+                SELECT %s, v.source, v.target, v.reason, v.identities, v.actor, %s, v.repointed_at
                 FROM jsonb_to_recordset(%s::jsonb) AS v(
-                    source bigint, target bigint, reason varchar, identities jsonb, repointed_at timestamptz)
+                    source bigint, target bigint, reason varchar, identities jsonb, actor varchar,
+                    repointed_at timestamptz)
                 """,
-                [site_id, self.actor, now, _json(records)],
+                [site_id, now, _json(records)],
             )
         profiles_merged.send(sender=Profile, site=self.site, pairs=list(zip(sources, targets, strict=True)))
 
@@ -617,6 +620,7 @@ def resolve_batch(
     session_profiles: dict[str, int] | None = None,
     privileged: bool = False,
     actor: str = "write key",
+    actors: Mapping[int, str] | None = None,
     defer_busy: bool = False,
 ) -> Resolution:
     """Resolve, merge and write the identities and properties of ``messages`` (in order).
@@ -624,13 +628,15 @@ def resolve_batch(
     Must run inside a transaction (the caller's); raises ConcurrentChange when a
     concurrent request got in the way, and the caller retries the transaction.
     ``session_profiles`` maps the client session ids of the batch to their profiles.
+    Merge records name ``actor`` as who merged, or the message's sender in ``actors``
+    (message index -> sender) where a batch holds several senders' messages.
 
     ``defer_busy`` (the inbox drain): rather than wait for a profile another
     transaction holds (another drain's chunk, for as long as that chunk takes), leave
     its messages for later (``Resolution.deferred``), with every message that shares an
     id or a profile with them, so a person's messages keep their order.
     """
-    batch = _Batch(site, privileged=privileged, actor=actor)
+    batch = _Batch(site, privileged=privileged, actor=actor, actors=actors)
     batch.load(messages, session_profiles or {}, skip_locked=defer_busy)
     resolution = Resolution()
     if batch.busy or batch.busy_companies:

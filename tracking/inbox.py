@@ -671,8 +671,9 @@ def retry_failed(ids: list[int]) -> int:
 
 def _store_rows(ids: list[int], *, strict: bool = False, defer_busy: bool = False) -> dict[int, core.IngestResult]:
     """Store the messages of inbox rows ``ids`` (in the caller's transaction, which has
-    them locked or made them); rows of a site and sender are stored together, in row
-    order. Returns row id -> result.
+    them locked or made them); a site's rows are stored together, in row order, whichever
+    key sent each (grouped by sender, a person's calls sent with the old and the new key
+    during a rotation were stored out of order). Returns row id -> result.
 
     ``defer_busy`` (the drain): messages whose profiles another transaction holds (a
     person in two lanes at once, say a visitor signing in as someone whose own calls
@@ -688,7 +689,7 @@ def _store_rows(ids: list[int], *, strict: bool = False, defer_busy: bool = Fals
             [ids],
         )
         rows = cursor.fetchall()
-    groups: dict[tuple[int, str], list[tuple[int, list[Message]]]] = defaultdict(list)
+    groups: dict[int, list[tuple[int, str, list[Message]]]] = defaultdict(list)
     queued: dict[int, list[list]] = {}  # row id -> its messages in the queued form
     for row_id, site_id, received_at, actor, reserved, text in rows:
         queued[row_id] = jsontext.loads(text)
@@ -696,25 +697,30 @@ def _store_rows(ids: list[int], *, strict: bool = False, defer_busy: bool = Fals
         for m in messages:
             if m.reserved_profile_id is not None:
                 m.reserved_profile_id = reserved[-m.reserved_profile_id - 1]
-        groups[(site_id, actor)].append((row_id, messages))
-    sites = Site.objects.in_bulk({site_id for site_id, _ in groups})
+        groups[site_id].append((row_id, actor, messages))
+    sites = Site.objects.in_bulk(list(groups))
     results: dict[int, core.IngestResult] = {}
     now = timezone.now()
-    for (site_id, actor), batch in groups.items():
+    for site_id, batch in groups.items():
         site = sites.get(site_id)
         if site is None:  # the site was deleted meanwhile: its data goes with it
-            results.update((row_id, core.IngestResult()) for row_id, _ in batch)
+            results.update((row_id, core.IngestResult()) for row_id, _, _ in batch)
             continue
         # Indexes are unique per request; the core needs them unique per call.
         combined: list[Message] = []
         owner: list[tuple[int, int]] = []  # per combined message: (row id, its own index)
-        for row_id, messages in batch:
+        actors: dict[int, str] = {}  # combined index -> sender, where not the first row's
+        for row_id, actor, messages in batch:
             for m in messages:
                 owner.append((row_id, m.index))
                 m.index = len(combined)
+                if actor != batch[0][1]:
+                    actors[m.index] = actor
                 combined.append(m)
-        stored = core.store(site, combined, received_at=now, actor=actor, strict=strict, defer_busy=defer_busy)
-        for row_id, _ in batch:
+        stored = core.store(
+            site, combined, received_at=now, actor=batch[0][1], actors=actors, strict=strict, defer_busy=defer_busy
+        )
+        for row_id, _, _ in batch:
             results[row_id] = core.IngestResult()
         for field_name in ("accepted", "duplicates", "deferred"):
             for i in getattr(stored, field_name):

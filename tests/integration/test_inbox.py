@@ -14,13 +14,14 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 
-from profiles.models import Identity, Profile
+from profiles.models import Identity, Profile, ProfileMerge
 from tests.messages import group as group_message
 from tests.messages import identify as identify_message
 from tests.messages import ingest
 from tests.messages import track as track_message
 from tests.worker import celery_worker
 from tracking import inbox, keys
+from tracking import services as tracking_services
 from tracking.models import Event, InboxBatch, MessageDedupe
 from tracking.tasks import drain_inbox_task
 
@@ -36,8 +37,8 @@ def queued(settings):
         yield settings
 
 
-def post(site, path, body, **headers):
-    key = site.primary_write_key().key
+def post(site, path, body, *, key=None, **headers):
+    key = key or site.primary_write_key().key
     auth = base64.b64encode(f"{key}:".encode()).decode()
     return Client().post(
         path, data=json.dumps(body), content_type="application/json",
@@ -129,6 +130,24 @@ def test_promises_in_one_request_follow_the_rules_message_by_message(site):
     assert (first, second) == (visitor, known) and new not in (known, visitor)
     stored = {i.key: i.profile_id for i in Identity.objects.filter(site=site, kind="user")}
     assert stored["u-13"] == visitor and stored["u-14"] == new
+
+
+def test_a_persons_calls_sent_with_the_old_and_the_new_key_of_a_rotation_stay_in_order(site, settings):
+    settings.INGEST_DRAINS = 1
+    old = site.primary_write_key().key
+    new = tracking_services.write_key_issue(site=site, label="rotated").key  # both active
+    ingest(site, *(track_message(anon=f"a-{n}") for n in range(3)))  # three visits, then sign-ins
+    for n, (key, plan) in enumerate([(new, "free"), (old, "pro"), (new, "basic")]):
+        body = {"userId": "u-1", "anonymousId": f"a-{n}", "traits": {"plan": plan}, "messageId": f"m{n}"}
+        assert post(site, "/v1/identify", body, key=key).status_code == 200
+    assert InboxBatch.objects.count() == 3
+    drain_all()
+    person = Identity.objects.get(site=site, kind="user", key="u-1").profile
+    assert person.properties["plan"] == "basic"  # the last call wins, as sent
+    # Each merge names the key whose call made it.
+    assert sorted(ProfileMerge.objects.filter(site=site).values_list("actor", flat=True)) == sorted(
+        [f"write key {new}", f"write key {old}"]
+    )
 
 
 def test_a_retry_before_the_drain_is_stored_once(site):

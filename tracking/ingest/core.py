@@ -9,7 +9,7 @@ the batch size (tests/integration/test_ingest_queries.py holds it to that).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -204,20 +204,26 @@ def store(
     *,
     received_at: datetime,
     actor: str,
+    actors: Mapping[int, str] | None = None,
     strict: bool = False,
     defer_busy: bool = False,
 ) -> IngestResult:
     """Store validated messages (``occurred_at`` set) in the caller's transaction: the
     inbox drain's entry (``tracking.inbox``). Raises ConcurrentChange / OperationalError
-    for the caller to retry the transaction. With ``defer_busy``, messages that need a
-    profile another transaction holds are not waited for: they are left unstored (and
-    unclaimed) and listed in ``deferred``, for the caller to keep."""
+    for the caller to retry the transaction. ``actors`` (message index -> sender) where
+    the messages came from different senders, ``actor`` for the rest. With
+    ``defer_busy``, messages that need a profile another transaction holds are not
+    waited for: they are left unstored (and unclaimed) and listed in ``deferred``, for
+    the caller to keep."""
     return _store(
-        site, messages, received_at=received_at, privileged=False, actor=actor, strict=strict, defer_busy=defer_busy
+        site, messages, received_at=received_at, privileged=False, actor=actor, actors=actors, strict=strict,
+        defer_busy=defer_busy,
     )
 
 
-def _store(site: Site, messages: list[Message], *, received_at, privileged, actor, strict, defer_busy=False) -> IngestResult:
+def _store(
+    site: Site, messages: list[Message], *, received_at, privileged, actor, strict, defer_busy=False, actors=None
+) -> IngestResult:
     result = IngestResult()
     fresh = _dedupe(site, messages, received_at)
     # By identity: Message compares by value, which is slow (a scan per message) and would
@@ -234,6 +240,7 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
         session_profiles=profiles_of_client_sessions(site, client_sessions),
         privileged=privileged,
         actor=actor,
+        actors=actors,
         defer_busy=defer_busy,
     )
     result.errors = resolution.errors
@@ -280,7 +287,7 @@ def _store(site: Site, messages: list[Message], *, received_at, privileged, acto
         # this time, before the first answer) was set aside as its repeat, but nothing
         # was stored under that id and the id is released: it gets its own turn.
         more = _store(site, again, received_at=received_at, privileged=privileged, actor=actor,
-                      strict=strict, defer_busy=defer_busy)
+                      strict=strict, defer_busy=defer_busy, actors=actors)
         handled = {*more.accepted, *more.deferred, *(e.index for e in more.errors)}
         result.duplicates = [i for i in result.duplicates if i not in handled]
         result.accepted = sorted([*result.accepted, *more.accepted])

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from profiles.models import Profile, ProfileMerge
+from tracking import inbox
 from tracking.models import Site
 from tracking.signals import profiles_forgotten
 
@@ -59,11 +60,18 @@ def profiles_delete(*, site_id: int, profile_ids: list[int]) -> None:
     Profile.objects.filter(site_id=site_id, pk__in=everything).delete()
 
 
-def anonymous_profiles_purge(*, batch: int = 500, max_batches: int = 20, now=None) -> int:
-    """Anonymous profiles idle longer than their site's retention go, with their events."""
+def anonymous_profiles_purge(*, batch: int = 500, max_batches: int = 20, now=None, settle_seconds: float = 30.0) -> int:
+    """Anonymous profiles idle longer than their site's retention go, with their events.
+
+    A site's requests still queued in the inbox are stored first: a visitor who came
+    back after the retention period and whose call is queued is active again, not idle
+    (their profile was promised in the call's answer). Behind a backlog the site waits
+    for the next run."""
     now = now or timezone.now()
     purged = 0
     for site in Site.objects.only("pk", "anonymous_retention_days"):
+        if not inbox.store_queued(site_id=site.pk, timeout=settle_seconds):
+            continue
         cutoff = now - timedelta(days=site.anonymous_retention_days)
         for _ in range(max_batches):
             with transaction.atomic():

@@ -43,12 +43,22 @@ def ensure_event_partitions_task() -> list[str]:
 
 @shared_task(ignore_result=True)
 def prune_message_dedupe_task(batch: int = 50_000, max_batches: int = 20) -> int:
-    """Forget message ids older than the dedupe horizon (7 days), in bounded batches."""
+    """Forget message ids older than the dedupe horizon (7 days), in bounded batches.
+
+    The horizon counts back from the oldest request still in the inbox, if that is
+    older: a client's retry set aside there (a failed row, queued again by an admin days
+    later) must still find its first copy's id, or it is stored twice."""
     from datetime import timedelta
 
     from django.db import connection
 
-    cutoff = timezone.now() - timedelta(days=7)
+    horizon = timedelta(days=7)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(received_at) FROM tracking_inboxbatch")
+        oldest_queued = cursor.fetchone()[0]
+    cutoff = timezone.now() - horizon
+    if oldest_queued is not None:
+        cutoff = min(cutoff, oldest_queued - horizon)
     total = 0
     with connection.cursor() as cursor:
         for _ in range(max_batches):

@@ -8,11 +8,13 @@ import contextlib
 import json
 import threading
 import time
+from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.test import Client
+from django.utils import timezone
 
 from profiles.models import Identity, Profile, ProfileMerge
 from tests.messages import group as group_message
@@ -23,7 +25,7 @@ from tests.worker import celery_worker
 from tracking import inbox, keys
 from tracking import services as tracking_services
 from tracking.models import Event, InboxBatch, MessageDedupe
-from tracking.tasks import drain_inbox_task
+from tracking.tasks import drain_inbox_task, prune_message_dedupe_task
 
 pytestmark = pytest.mark.django_db
 
@@ -781,3 +783,22 @@ def test_a_helper_drain_stops_after_a_small_chunk_and_leaves_the_rest_to_drain_z
         assert list(InboxBatch.objects.values_list("lane", flat=True)) == [0]
     finally:
         other.close()
+
+
+def test_a_retry_set_aside_and_queued_again_after_the_dedupe_horizon_is_stored_once(site):
+    body = {"type": "track", "event": "Order Completed", "anonymousId": "a-1", "messageId": "order-42"}
+    assert post(site, "/v1/track", body).status_code == 200  # the answer was lost on the way back
+    drain_all()
+    assert post(site, "/v1/track", body).status_code == 200  # the client's retry
+    with mock.patch.object(inbox, "_store_rows", side_effect=OperationalError("server closed the connection")):
+        assert drain_all().failed_rows == 1  # set aside
+    row = InboxBatch.objects.get()
+
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(days=8)):
+        assert prune_message_dedupe_task() == 0  # the set-aside retry still needs the id
+    assert inbox.retry_failed([row.pk]) == 1  # an admin queues it again, days later
+    drain_all()
+    assert Event.objects.filter(site=site, message_id="order-42").count() == 1
+
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(days=8)):
+        assert prune_message_dedupe_task() == 1  # nothing queued: the usual horizon

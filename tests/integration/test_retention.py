@@ -15,9 +15,11 @@ from profiles.maintenance import anonymous_profiles_purge, merged_events_repoint
 from profiles.models import CompanyMembership, Identity, Profile, ProfileMerge
 from profiles.tasks import purge_anonymous_profiles_task
 from tests.messages import alias, group, identify, ingest, profile_of, track
+from tracking import inbox
 from tracking import sessions as sessions_module
 from tracking.models import Event, Session
 from tracking.signals import profiles_forgotten
+from tracking.tasks import drain_inbox_task
 
 ANON = Identity.Kind.ANONYMOUS
 
@@ -221,3 +223,18 @@ def test_it_repoints_to_the_target_of_a_later_merge(site):
     u3 = profile_of(site, "u-3")
     assert set(Event.objects.filter(site=site).values_list("profile_id", flat=True)) == {u3.pk}
     assert not ProfileMerge.objects.filter(site=site, repointed_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_a_visitor_whose_return_is_still_queued_is_not_purged(site, settings):
+    idle = _visitor(site, "a-back", days_ago=61)
+    settings.INGEST_MODE = "queued"
+    settings.INGEST_MAX_BACKLOG = 0
+    with mock.patch.object(drain_inbox_task, "delay"):
+        answer = inbox.submit(site, [track("Product Viewed", anon="a-back", index=0)], received_at=timezone.now(), actor="write key")
+        assert answer.profile_ids == {0: idle.pk}  # the answer promised the old profile
+
+        assert anonymous_profiles_purge() == 0  # the queued call was stored first: active again
+        assert profile_of(site, "a-back", "anonymous").pk == idle.pk
+        with mock.patch.object(inbox, "store_queued", return_value=False):
+            assert anonymous_profiles_purge(now=timezone.now() + timedelta(days=90)) == 0  # a backlog: next run

@@ -44,6 +44,16 @@
       if (source && typeof source == 'object') for (var k in source) if (Object.prototype.hasOwnProperty.call(source, k)) target[k] = source[k];
       return target;
     }
+    // A copy the page cannot change after the call (a cart's products array, say).
+    function copy(value) {
+      return value && typeof value == 'object' ? parse(JSON.stringify(value)) || {} : {};
+    }
+    // Bytes as sent (UTF-8): limits count bytes, and a Cyrillic character is two.
+    function bytes(text) {
+      return window.TextEncoder ? new TextEncoder().encode(text).length : unescape(encodeURIComponent(text)).length;
+    }
+    // Ids the server refuses as junk (DESIGN "People and identity").
+    var JUNK_IDS = /^(null|undefined|anonymous|guest|0|-1|\[object object\]|nan|none|true|false)?$/i;
     function now() { return new Date().getTime(); }
     function iso() { return new Date().toISOString(); }
     function random(length) {
@@ -102,6 +112,7 @@
     var profileId = get('pid');
     var generation = 0; // bumped when the person on this browser changes
     var timeout = 1200; // session timeout in seconds, from the site config
+    var timeoutKnown = false; // the config (fetched or cached) has said it
     var pageRules = [];
     var clickRules = [];
     var doNotTrack = false;
@@ -145,12 +156,15 @@
       var parts = (raw || '').split('.');
       var id = parts[0];
       var at = now();
-      if (!id || !(at - parts[1] <= timeout * 1000)) {
+      // Before the site's config is known (the page view the snippet queued), the
+      // timeout the session was written with stands in for it.
+      var limit = timeoutKnown ? timeout : +parts[2] || timeout;
+      if (!id || !(at - parts[1] <= limit * 1000)) {
         id = 's-' + random(22);
         log('new session', id);
       }
-      raw = id + '.' + at;
-      writeCookie('fp_ses', raw, timeout);
+      raw = id + '.' + at + '.' + limit;
+      writeCookie('fp_ses', raw, limit);
       set('ses', raw, true);
       return id;
     }
@@ -186,7 +200,7 @@
       if (userId) { m.userId = userId; if (signature) m.signature = signature; }
       if (profileId) m.profileId = +profileId;
       extend(m, fields);
-      if (JSON.stringify(m).length > 32000) return log('event too large (32 KB at most): not sent', m);
+      if (bytes(JSON.stringify(m)) > 32000) return log('event too large (32 KB at most): not sent', m);
       var waiting = needConsent && consent != '1';
       var list = waiting ? held : queue;
       list.push(m);
@@ -216,7 +230,7 @@
     function takeBatch(list) {
       var batch = [], size = 0;
       for (var i = 0; i < list.length && batch.length < MAX_BATCH; i++) {
-        size += JSON.stringify(list[i]).length;
+        size += bytes(JSON.stringify(list[i]));
         if (batch.length && size > MAX_BATCH_BYTES) break;
         batch.push(list[i]);
       }
@@ -239,12 +253,13 @@
       log('send', batch.length, 'events to', url, batch);
       window.fetch(url, { method: 'POST', body: body(batch), keepalive: true, credentials: 'omit', headers: { 'Content-Type': 'text/plain' } })
         .then(function (response) {
-          return response.json().then(null, noop).then(function (answer) { done(batch, response.status, answer, mine); });
+          var wait = +response.headers.get('Retry-After') || 0;
+          return response.json().then(null, noop).then(function (answer) { done(batch, response.status, answer, mine, null, wait); });
         }, function (error) { done(batch, 0, null, mine, error); })
         .then(null, function (e) { log('error', e); });
     }
 
-    function done(batch, status, answer, mine, error) {
+    function done(batch, status, answer, mine, error, retryAfter) {
       sending = false;
       inFlight = [];
       var code = answer && answer.code;
@@ -252,7 +267,10 @@
         failures = 0;
         log('sent', batch.length, 'events:', status, answer);
         var ids = answer && answer.profile_ids;
-        if (ids && ids.length && mine == generation) {
+        // Only a batch wholly of the person on this browser now names them: events sent
+        // before a reset() or a sign-in as someone else name the one before.
+        var current = batch.every(function (m) { return m.anonymousId == anonymousId && (m.userId || null) == userId; });
+        if (ids && ids.length && mine == generation && current) {
           profileId = String(ids[ids.length - 1]);
           set('pid', profileId);
         }
@@ -276,6 +294,8 @@
       } else {
         failures++;
         var delay = Math.min(1000 * Math.pow(2, failures - 1), 300000) * (0.75 + Math.random() / 2);
+        delay = Math.max(delay, Math.min(retryAfter || 0, 3600) * 1000); // 429 or 503: as the server asks
+        clearTimeout(timer); // a call made meanwhile must not send before the backoff
         log('send failed (' + (status || error) + '); ' + queue.length + ' events kept, retry in ' + Math.round(delay / 1000) + ' s');
         timer = setTimeout(safe(function () { timer = 0; flush(); }), delay);
       }
@@ -301,6 +321,7 @@
     // --- site config and auto events ---------------------------------------------------
     function applyConfig(config) {
       timeout = config.sessionTimeout || timeout;
+      timeoutKnown = !!config.sessionTimeout;
       pageRules = [].concat(config.pageRules || []);
       clickRules = [].concat(config.clickRules || []);
       doNotTrack = !!config.respectDoNotTrack && (navigator.doNotTrack == '1' || window.doNotTrack == '1' || navigator.globalPrivacyControl === true);
@@ -376,7 +397,8 @@
       };
     }
     function identify(id, sig, traits) {
-      if (id == null || id === '' || typeof id == 'object') return log('identify needs an id');
+      if (id == null || typeof id == 'object' || JUNK_IDS.test(String(id).trim())) return log('identify needs a real id, not', id);
+      if (blocked()) return log('identify: nothing is kept or sent (' + (doNotTrack ? 'do not track' : 'no consent') + ')');
       if (sig && typeof sig == 'object') { traits = sig; sig = null; }
       id = String(id);
       sig = sig ? String(sig) : null;
@@ -386,11 +408,11 @@
       signature = sig;
       set('uid', id);
       set('sig', sig);
-      send('identify', { traits: traits || {} });
+      send('identify', { traits: copy(traits) });
     }
     function track(name, properties) {
       if (!name) return log('track needs an event name');
-      send('track', { event: String(name), properties: extend({}, properties) });
+      send('track', { event: String(name), properties: copy(properties) });
     }
     expose('identify', identify);
     expose('track', track);
@@ -400,17 +422,18 @@
       set('ses');
       if (!blocked()) newAnonymousId();
     });
-    expose('setProperties', function (properties) { send('identify', { traits: extend({}, properties) }); });
+    expose('setProperties', function (properties) { send('identify', { traits: copy(properties) }); });
     expose('page', function (properties) {
       if (typeof properties == 'string') properties = { name: properties };
-      send('page', { properties: extend(pageProperties(), properties) });
+      send('page', { properties: extend(pageProperties(), copy(properties)) });
     });
     expose('group', function (companyId, traits) {
       if (companyId == null || companyId === '') return log('group needs a company id');
-      send('group', { groupId: String(companyId), traits: extend({}, traits) });
+      send('group', { groupId: String(companyId), traits: copy(traits) });
     });
     expose('alias', function (id, sig) {
-      if (!id) return log('alias needs an id');
+      if (id == null || typeof id == 'object' || JUNK_IDS.test(String(id).trim())) return log('alias needs a real id, not', id);
+      if (blocked()) return log('alias: nothing is kept or sent');
       send('alias', { previousId: userId || anonymousId, userId: String(id), signature: sig || undefined });
       userId = String(id);
       signature = sig || null;
@@ -499,6 +522,10 @@
       }
     } catch (e) { log('error', e); }
 
+    // The cached site config first: the calls queued before this script loaded (its
+    // page view) then start or continue the session with the site's own timeout.
+    var cachedConfig = parse(get('cfg'));
+    if (cachedConfig && cachedConfig.k == writeKey && cachedConfig.c) applyConfig(cachedConfig.c);
     pending.forEach(api.push);
 
     function listen(target, type, fn, capture) { target.addEventListener(type, safe(fn), capture); }

@@ -54,7 +54,11 @@ def check_origin(request: HttpRequest, site: Site) -> None:
 
 
 def add_cors_headers(request: HttpRequest, response: HttpResponse, *, site: Site | None) -> None:
+    """Let the calling page read the answer: an allowed origin always, any origin when
+    the answer is a refusal (a tracker that cannot see a 403 takes it for a network
+    failure and retries it forever), and ``Retry-After`` with it (429, 503)."""
     patch_vary_headers(response, ["Origin"])
     origin = request.META.get("HTTP_ORIGIN")
-    if origin and origin_allowed(origin, site):
+    if origin and (response.status_code >= 400 or origin_allowed(origin, site)):
         response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Expose-Headers"] = "Retry-After"

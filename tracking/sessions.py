@@ -112,18 +112,22 @@ def assign_sessions(
                     candidates = [named[(profile_id, wanted)]]
             session = None
             if not event.new_session:
-                fitting = [s for s in candidates if not _expired(s, at, timeout)]
-                session = max(fitting, key=lambda s: s.last_event_at, default=None)
+                for candidate in candidates:
+                    if not _expired(candidate, at, timeout) and (
+                        session is None or candidate.last_event_at > session.last_event_at
+                    ):
+                        session = candidate
             if session is None:
                 if event.kind in NON_VISIT_KINDS and not event.new_session:
                     continue  # describes the person; there is no visit to join
                 session = _open(profile_id, wanted, event, opened, visits, named)
             _join(session, event)
             joined[id(session)] = session
-            # Events come oldest first: a visit that ended more than the timeout before
-            # this one can take none of the later events.
-            visits_open = [s for s in visits_open if s is not session and at - s.last_event_at <= timeout]
-            visits_open.append(session)
+            if len(visits_open) != 1 or visits_open[0] is not session:
+                # Events come oldest first: a visit that ended more than the timeout
+                # before this one can take none of the later events.
+                visits_open = [s for s in visits_open if s is not session and at - s.last_event_at <= timeout]
+                visits_open.append(session)
 
     # Existing sessions only (opened ones are inserted whole); a batch may continue one
     # visit and then start another, so the one it left needs its update too.

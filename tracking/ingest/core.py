@@ -280,7 +280,8 @@ def _store(
         result.profile_ids = {**profiles_of_messages(site, retried), **resolution.profile_ids}
     if events:
         _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
-    refused_ids = {m.message_id for m in fresh if m.message_id and m.index in {e.index for e in resolution.errors}}
+    refused = {e.index for e in resolution.errors}
+    refused_ids = {m.message_id for m in fresh if m.message_id and m.index in refused} if refused else set()
     again = [m for m in messages if id(m) not in claimed and m.message_id in refused_ids] if refused_ids else []
     if again:
         # A copy of a refused message later in the batch (a client that retried, signed

@@ -17,17 +17,11 @@ from rest_framework.views import APIView
 from profiles import selectors, services
 from profiles.models import Identity, Profile
 from tracking.access import can
-from tracking.api_base import SiteScopedMixin
+from tracking.api_base import ErrorSerializer, SiteScopedMixin
 from tracking.keyset import Cursor, InvalidCursor
 from tracking.models import Membership, Site
 
 # --- output shapes ---------------------------------------------------------------------
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    errors = serializers.DictField(required=False)
 
 
 class IdentitySerializer(serializers.Serializer):

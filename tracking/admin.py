@@ -3,11 +3,14 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from tracking import services
@@ -22,7 +25,8 @@ class WriteKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["key", "label", "created_at", "expires_at", "revoked_at", "status"]
-    readonly_fields = ["key", "created_at", "status"]
+    # Expiry and revocation are set by rotating and revoking, never edited back.
+    readonly_fields = ["key", "created_at", "expires_at", "revoked_at", "status"]
 
     @admin.display(description="status")
     def status(self, obj: WriteKey) -> str:
@@ -37,7 +41,7 @@ class SecretKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["masked", "label", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["masked", "created_at", "last_used_at"]
+    readonly_fields = ["masked", "created_at", "last_used_at", "revoked_at"]
 
     @admin.display(description="key")
     def masked(self, obj: SecretKey) -> str:
@@ -84,9 +88,17 @@ class SiteAdmin(admin.ModelAdmin):
         ("Integrations", {"fields": ["raptor_mapping", "auto_event_rules"], "classes": ["collapse"]}),
     ]
 
-    @admin.display(description="active write keys")
+    def get_queryset(self, request):
+        # The list's key count in the same query, not one more per site.
+        now = timezone.now()
+        active = Q(write_keys__revoked_at__isnull=True) & (
+            Q(write_keys__expires_at__isnull=True) | Q(write_keys__expires_at__gt=now)
+        )  # WriteKey.objects.active(), through the join
+        return super().get_queryset(request).annotate(active_key_count=Count("write_keys", filter=active))
+
+    @admin.display(description="active write keys", ordering="active_key_count")
     def active_write_keys(self, obj: Site) -> int:
-        return obj.write_keys.active().count()
+        return obj.active_key_count
 
     @admin.display(description="snippet (paste before </head>)")
     def snippet(self, obj: Site) -> str:
@@ -123,7 +135,7 @@ class SiteAdmin(admin.ModelAdmin):
     def _site_for_post(self, request, site_id: int) -> Site:
         site = get_object_or_404(Site, pk=site_id)
         if not self.has_change_permission(request, site):
-            raise admin.sites.PermissionDenied
+            raise PermissionDenied
         return site
 
     def _back(self, site: Site):
@@ -192,6 +204,10 @@ class WriteKeyAdmin(admin.ModelAdmin):
     raw_id_fields = ["site"]
     actions = ["revoke"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # An issued key stays with its site, and revoking cannot be undone by an edit.
+        return [*self.readonly_fields, "site", "expires_at", "revoked_at"] if obj else self.readonly_fields
+
     revoke = _revoke_action("write")
 
 
@@ -200,9 +216,8 @@ class SecretKeyAdmin(admin.ModelAdmin):
     list_display = ["__str__", "site", "label", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["site"]
     list_select_related = ["site"]
-    readonly_fields = ["lookup", "created_at", "last_used_at"]
+    readonly_fields = ["lookup", "site", "created_at", "last_used_at", "revoked_at"]
     exclude = ["digest"]
-    raw_id_fields = ["site"]
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
@@ -264,6 +279,7 @@ class UserMembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     fk_name = "user"
+    raw_id_fields = ["site"]
 
 
 User = get_user_model()

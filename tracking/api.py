@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.urls import path
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 
-from tracking.api_base import sites_for_request
+from tracking.api_base import ErrorSerializer, sites_for_request
 from tracking.models import Site
 
 
@@ -25,6 +26,7 @@ class SiteSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema(responses={200: SiteSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer})
 class SiteListApi(generics.ListAPIView):
     serializer_class = SiteSerializer
 
@@ -32,6 +34,7 @@ class SiteListApi(generics.ListAPIView):
         return sites_for_request(self.request)
 
 
+@extend_schema(responses={200: SiteSerializer, 401: ErrorSerializer, 404: ErrorSerializer})
 class SiteDetailApi(generics.RetrieveAPIView):
     serializer_class = SiteSerializer
 

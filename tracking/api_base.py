@@ -7,12 +7,29 @@ user of site A can never reach site B.
 
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from rest_framework import exceptions, permissions
+from django.views import defaults
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from tracking.models import Site
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every API error: ``code`` and ``message``, plus ``errors`` by field for bad input."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    errors = serializers.DictField(required=False)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The site's 404 (``handler404``): under /api/ (an id that is not a number, a path
+    that does not exist) the API's JSON error shape, elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "message": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
 
 
 def sites_for_request(request):

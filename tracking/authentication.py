@@ -20,9 +20,10 @@ class SecretKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode(errors="replace")
-        if not header.startswith(self.keyword + " "):
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != self.keyword.lower():  # schemes are case-insensitive (RFC 7235)
             return None
-        site = site_for_secret_key(header[len(self.keyword) + 1 :].strip())
+        site = site_for_secret_key(credentials.strip())
         if site is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked secret key.")
         return (SiteKeyUser(site), site)

@@ -1,10 +1,14 @@
 import json
+import re
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
+from rest_framework.test import APIClient
 
+from tests.factories import SiteFactory
 from tracking import keys, services
 from tracking.models import SecretKey, Site
 
@@ -87,3 +91,69 @@ def test_admin_revokes_keys_in_bulk(admin_client, site):
     )
     assert services.site_for_write_key(key.key) is None
     assert services.site_for_secret_key(secret.key) is None
+
+
+def _secret_key(admin_client, site) -> tuple[str, SecretKey]:
+    page = admin_client.post(reverse("admin:tracking_site_issue_secret_key", args=[site.pk])).content.decode()
+    return re.search(r'id="secret-key"[^>]*>(sk_[^<]+)<', page).group(1), SecretKey.objects.get(site=site)
+
+
+def _api(secret: str, path: str = "/api/v1/sites", scheme: str = "Bearer"):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {secret}")
+    return client.get(path)
+
+
+def test_an_issued_key_stays_with_its_site_and_a_revocation_cannot_be_edited_away(admin_client, site, other_site):
+    secret, record = _secret_key(admin_client, site)
+    record.revoke()
+    # The change form once let an operator clear revoked_at or move the key to another site.
+    admin_client.post(reverse("admin:tracking_secretkey_change", args=[record.pk]),
+                      {"site": other_site.pk, "label": "moved", "revoked_at_0": "", "revoked_at_1": ""})
+    record.refresh_from_db()
+    assert (record.site_id, record.label) == (site.pk, "moved") and record.revoked_at is not None
+    assert _api(secret).status_code == 401
+
+    write_key = site.write_keys.get()
+    write_key.revoke()
+    admin_client.post(reverse("admin:tracking_writekey_change", args=[write_key.pk]),
+                      {"site": other_site.pk, "label": "moved", "expires_at_0": "", "expires_at_1": "",
+                       "revoked_at_0": "", "revoked_at_1": ""})
+    write_key.refresh_from_db()
+    assert write_key.site_id == site.pk and write_key.revoked_at is not None
+    page = admin_client.get(reverse("admin:tracking_site_change", args=[site.pk])).content.decode()
+    assert 'name="write_keys-0-revoked_at' not in page and 'name="secret_keys-0-revoked_at' not in page
+
+
+def test_key_buttons_refuse_staff_without_the_permission_with_a_403(client, site, django_user_model):
+    staff = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_site"))
+    client.force_login(staff)
+    response = client.post(reverse("admin:tracking_site_issue_secret_key", args=[site.pk]))
+    assert response.status_code == 403
+    assert not SecretKey.objects.filter(site=site).exists()
+
+
+def test_the_site_list_counts_active_keys_in_one_query(admin_client, site, django_assert_max_num_queries):
+    shops = [SiteFactory(name=f"Shop {n}") for n in range(10)]
+    services.write_key_issue(site=shops[0], label="second")
+    shops[1].write_keys.get().revoke()
+    with django_assert_max_num_queries(8):  # as many with 11 sites as with 1 (it was one more per site)
+        page = admin_client.get(reverse("admin:tracking_site_changelist")).content.decode()
+    counts = re.findall(r'class="field-active_write_keys">(\d+)<', page)
+    assert sorted(counts) == sorted(["2", "0"] + ["1"] * 9)
+
+
+def test_a_users_memberships_pick_sites_by_id(admin_client, django_user_model):
+    user = django_user_model.objects.create_user("member")
+    page = admin_client.get(reverse("admin:auth_user_change", args=[user.pk])).content.decode()
+    assert 'name="site_memberships-0-site"' in page and 'select name="site_memberships-0-site"' not in page
+
+
+def test_the_api_takes_any_case_of_bearer_and_answers_json_404s(admin_client, site):
+    secret, _ = _secret_key(admin_client, site)
+    assert _api(secret, scheme="bearer").status_code == 200
+    for path in ("/api/v1/people/null%2Cnull", "/api/v1/nothing"):
+        response = _api(secret, path)
+        assert response.status_code == 404 and response["Content-Type"] == "application/json"
+        assert response.json() == {"code": "not_found", "message": "Not found."}

@@ -221,6 +221,10 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or embedded.broker_
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     embedded.broker_transport_options() if CELERY_BROKER_URL.startswith("filesystem") else {}
 )
+if CELERY_BROKER_URL.startswith("filesystem"):
+    from config import broker
+
+    broker.use_whole_message_files()
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

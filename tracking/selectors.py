@@ -100,7 +100,7 @@ def events_recent(
     end = before.at if before else now
     events = Event.objects.filter(site_id=site_id, received_at__gte=since)
     if type_prefix:
-        events = events.filter(type__startswith=type_prefix)
+        events = events.filter(type__istartswith=type_prefix)
     if before:
         events = events.filter(Q(received_at__lt=before.at) | Q(received_at=before.at, id__lt=before.id))
     rows: list[Event] = []

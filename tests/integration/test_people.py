@@ -300,6 +300,9 @@ def test_the_live_feed_filters_by_type_and_pages_back_through_older_arrivals(sit
     assert [r.event.id for r in third.items] == [made[6].id] and third.next is None
     orders = selectors.live_events(site=site, limit=10, type_prefix="order")
     assert [r.event.id for r in orders.items] == [made[1].id, made[3].id, made[5].id]
+    # In any case: "order" finds "Order Completed" too.
+    shouted = event(who, "Order Completed", at=now, received_at=now)
+    assert selectors.live_events(site=site, limit=10, type_prefix="order").items[0].event.id == shouted.id
 
 
 # --- export and forget -----------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from config import embedded, webserver
 
@@ -32,6 +32,17 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="skip the demo data")
 
     def handle(self, *args, port: int, host: str, web_workers: int, no_demo: bool, **options):
+        running = embedded.running_serve()
+        if running is not None:
+            raise CommandError(f"Footprint is running already (pid {running}); `make stop` stops it.")
+        embedded.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        embedded.serve_pidfile().write_text(str(os.getpid()))
+        try:
+            self._serve(port=port, host=host, web_workers=web_workers, no_demo=no_demo)
+        finally:
+            embedded.serve_pidfile().unlink(missing_ok=True)
+
+    def _serve(self, *, port: int, host: str, web_workers: int, no_demo: bool) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("bootstrap")
         if not no_demo:
@@ -40,7 +51,6 @@ class Command(BaseCommand):
 
         env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
         python = sys.executable
-        embedded.DATA_DIR.mkdir(parents=True, exist_ok=True)
         commands = {
             "web": webserver.granian_command(
                 host=host, port=port, workers=web_workers, threads=int(os.environ.get("WEB_THREADS", 4)),
@@ -69,7 +79,7 @@ class Command(BaseCommand):
                 f"  Health       {url}/healthz\n"
                 f"  Login        {os.environ.get('FOOTPRINT_ADMIN_USER', 'admin')} / "
                 f"{os.environ.get('FOOTPRINT_ADMIN_PASSWORD', 'admin')}\n"
-                "Press Ctrl-C to stop.\n"
+                "Press Ctrl-C (or run `make stop`) to stop.\n"
             )
         )
 
@@ -79,8 +89,10 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        # Ctrl-C, `make stop` and a closed terminal all stop everything (the children run
+        # in sessions of their own, so only this process hears them).
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, stop)
         try:
             while not stopping:
                 for name, proc in processes.items():

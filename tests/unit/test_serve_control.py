@@ -1,0 +1,53 @@
+"""`make run` knows when it runs already, and `make stop` stops a running one
+(config/embedded.py, tracking/management/commands/serve.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from config import embedded
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedded, "DATA_DIR", tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def fake_serve(data_dir):
+    """A process whose command line says serve, as `manage.py serve`'s does."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "serve"])
+    embedded.serve_pidfile().write_text(str(proc.pid))
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_running_serve_is_found_and_stopped(fake_serve):
+    assert embedded.running_serve() == fake_serve.pid
+    assert embedded.stop_serve(timeout=10) is True
+    assert fake_serve.wait(timeout=5) is not None
+    assert embedded.running_serve() is None
+    assert embedded.stop_serve() is False
+
+
+def test_a_stale_pid_file_names_no_serve(data_dir):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        embedded.serve_pidfile().write_text(str(other.pid))  # a reused pid: not ours
+        assert embedded.running_serve() is None
+        assert embedded.stop_serve() is False and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_second_make_run_refuses_to_start(fake_serve):
+    with pytest.raises(CommandError, match=f"running already \\(pid {fake_serve.pid}\\)"):
+        call_command("serve", "--no-demo")

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here, not a CDN (works offline)
     "django_htmx",
     "tracking",
     "profiles",
@@ -213,6 +214,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Tracking (Segment-compatible) and management API of Footprint.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: a broker is required in production (Redis or RabbitMQ); without one the

@@ -157,3 +157,9 @@ def test_the_api_takes_any_case_of_bearer_and_answers_json_404s(admin_client, si
         response = _api(secret, path)
         assert response.status_code == 404 and response["Content-Type"] == "application/json"
         assert response.json() == {"code": "not_found", "message": "Not found."}
+
+
+def test_the_api_docs_load_swagger_ui_from_footprint_not_a_cdn(admin_client):
+    page = admin_client.get("/api/docs/").content.decode()
+    assert "swagger-ui-bundle.js" in page and "/static/drf_spectacular_sidecar/" in page
+    assert "cdn.jsdelivr.net" not in page  # a self-hosted install may have no internet

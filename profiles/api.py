@@ -230,7 +230,7 @@ class PeopleListApi(SiteScopedMixin, APIView):
         page = selectors.people_page(
             site=site, q=args["q"], sort=args["sort"], cursor=args["cursor"], limit=args["limit"], matches=matches
         )
-        count, capped = selectors.people_count(site=site, q=args["q"], matches=matches)
+        count, capped = selectors.people_count(site=site, q=args["q"], matches=matches, page=page)
         url = request.build_absolute_uri()
         return Response(
             {

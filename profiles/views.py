@@ -53,7 +53,7 @@ def people(request: HttpRequest, site: Site) -> HttpResponse:
         sort = selectors.DEFAULT_SORT
     matches = selectors.text_matches(site=site, q=q)  # one probe for the page and its count
     page = selectors.people_page(site=site, q=q, sort=sort, cursor=_cursor(request), limit=PAGE_SIZE, matches=matches)
-    count, capped = selectors.people_count(site=site, q=q, matches=matches)
+    count, capped = selectors.people_count(site=site, q=q, matches=matches, page=page)
     context = {
         "section": "people",
         "title": "People",

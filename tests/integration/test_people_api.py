@@ -63,6 +63,22 @@ def test_a_search_probes_the_matches_once(key_client, site, bob):
     assert sum("UNION ALL" in q["sql"] for q in queries.captured_queries) == 1
 
 
+def test_a_list_that_fits_its_first_page_is_not_counted_again(key_client, site, bob):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    person(site, "user:pro", properties={"plan": "pro"})
+    with CaptureQueriesContext(connection) as queries:
+        body = key_client.get("/api/v1/people", {"q": "plan=pro"}).json()
+    assert (body["count"], body["count_capped"]) == (1, False)
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+    # A list longer than a page is counted.
+    for n in range(3):
+        person(site, f"user:more{n}", properties={"plan": "pro"})
+    body = key_client.get("/api/v1/people", {"q": "plan=pro", "limit": 2}).json()
+    assert (body["count"], len(body["results"])) == (4, 2)
+
+
 def test_it_pages_people_by_cursor_links(key_client, site):
     for i in range(5):
         person(site, f"user:p{i}", last_seen=timezone.now() - timedelta(minutes=i))

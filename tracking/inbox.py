@@ -136,16 +136,8 @@ def _known_people(site: Site, messages: list[Message]) -> dict[tuple[str, str], 
             [site.pk, db.text_array(keys)],
         )
         owners = {(kind, key): pid for kind, key, pid in rows}
-    known: dict[tuple[str, str], tuple[int, bool]] = {}
-    profile_ids = sorted({m.profile_id for m in messages if m.profile_id})
-    if profile_ids:
-        for pid, live, identified in db.execute(
-            "SELECT p.id, coalesce(t.id, p.id), coalesce(t.is_identified, p.is_identified)"
-            " FROM profiles_profile p LEFT JOIN profiles_profile t ON t.id = p.merged_into_id"
-            " WHERE p.site_id = %s AND p.id = ANY(%s::bigint[])",
-            [site.pk, db.int_array(profile_ids)],
-        ):
-            known[("profile", str(pid))] = (live, identified)
+    profiles = core.live_profiles(site, [m.profile_id for m in messages if m.profile_id])
+    known = {("profile", str(pid)): found for pid, found in profiles.items()}
     # Whether a profile is identified matters only where a userId not known yet comes
     # with another id that is (a first identify keeps that profile), so only those
     # profiles are read: joining every key's profile was 40% of the lookup, the largest

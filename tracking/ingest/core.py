@@ -98,19 +98,14 @@ def _check_no_unsigned_person(site: Site, messages: list[Message]) -> None:
     keys_named = {(kind, key) for m in messages for kind, key in _person_ids(m)}
     if not keys_named:
         return
+    keys_wanted = {key for kind, key in keys_named if kind != "profile"}
     identified = set(db.execute(
-        """
-        SELECT i.kind, i.key FROM profiles_identity i JOIN profiles_profile p ON p.id = i.profile_id
-        WHERE i.site_id = %s AND i.key = ANY(%s::text[]) AND p.is_identified
-        UNION ALL
-        SELECT 'profile', p.id::text FROM profiles_profile p LEFT JOIN profiles_profile t ON t.id = p.merged_into_id
-        WHERE p.site_id = %s AND p.id = ANY(%s::bigint[]) AND coalesce(t.is_identified, p.is_identified)
-        """,
-        [
-            site.pk, db.text_array({key for kind, key in keys_named if kind != "profile"}),
-            site.pk, db.int_array(sorted({int(key) for kind, key in keys_named if kind == "profile"})),
-        ],
-    ))
+        "SELECT i.kind, i.key FROM profiles_identity i JOIN profiles_profile p ON p.id = i.profile_id"
+        " WHERE i.site_id = %s AND i.key = ANY(%s::text[]) AND p.is_identified",
+        [site.pk, db.text_array(keys_wanted)],
+    )) if keys_wanted else set()
+    profiles = live_profiles(site, [int(key) for kind, key in keys_named if kind == "profile"])
+    identified.update(("profile", str(pid)) for pid, (_, is_identified) in profiles.items() if is_identified)
     for m in messages:
         for kind, key in _person_ids(m):
             if (kind, key) not in identified:
@@ -125,6 +120,20 @@ def _check_no_unsigned_person(site: Site, messages: list[Message]) -> None:
                 401, "unsigned", "This site accepts only signed identities.",
                 [FieldError(m.index, "signature", f"is required on this site: {named} names an identified person")],
             )
+
+
+def live_profiles(site: Site, profile_ids: list[int]) -> dict[int, tuple[int, bool]]:
+    """Profile id sent by a client -> (the live profile: a merged one's target, whether
+    that person is identified), for the ids that are this site's profiles."""
+    if not profile_ids:
+        return {}
+    rows = db.execute(
+        "SELECT p.id, coalesce(t.id, p.id), coalesce(t.is_identified, p.is_identified)"
+        " FROM profiles_profile p LEFT JOIN profiles_profile t ON t.id = p.merged_into_id"
+        " WHERE p.site_id = %s AND p.id = ANY(%s::bigint[])",
+        [site.pk, db.int_array(sorted(set(profile_ids)))],
+    )
+    return {pid: (live, identified) for pid, live, identified in rows}
 
 
 def _person_ids(m: Message) -> list[tuple[str, str]]:

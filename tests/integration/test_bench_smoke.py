@@ -172,3 +172,63 @@ def test_the_bench_goes_on_where_it_may_not_checkpoint():
         finally:
             cursor.execute("RESET ROLE")
             cursor.execute(f"DROP ROLE {role}")
+
+
+class _FakeServer:
+    def __init__(self, **kwargs):
+        self.port = 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def warm(self):
+        pass
+
+
+def _run_http_phases(monkeypatch, *, track_rps: float, stored=None) -> tuple[dict, list[dict]]:
+    """The bench command's HTTP phases with the server and clients faked: returns what
+    it reports and the arguments of each load run."""
+    from tracking.benchmarks import http
+    from tracking.management.commands.bench import Command
+
+    calls: list[dict] = []
+
+    def run_load(server, **kwargs):
+        calls.append(kwargs)
+        duration = kwargs["duration"]
+        requests = int(track_rps * duration) if kwargs["mode"] != "batch" else 100
+        events = requests * (kwargs.get("batch_size") or 1)
+        return http.LoadResult(
+            mode=kwargs["mode"], processes=kwargs["processes"], duration=duration, requests=requests,
+            events_sent=events, events_accepted=events, latencies=[5.0] * 10, statuses={"200": requests},
+            started_at=1000.0, drained_at=1000.0 + duration + 1.0, rss_max_mb=90.0,
+        )
+
+    monkeypatch.setattr(http, "Server", _FakeServer)
+    monkeypatch.setattr(http, "run_load", run_load)
+    monkeypatch.setattr(http, "settle_written_tables", lambda: True)
+    monkeypatch.setattr(http, "cleanup_run", lambda *args: None)
+    counts = stored or (lambda prefix: (0, 0))
+    monkeypatch.setattr(http, "stored_events", lambda site_id, prefix, since: counts(prefix))
+    site = Site(pk=1, name=BENCH_SITE_NAME)
+    options = {
+        "phases": "batch,track,paced", "duration": 10.0, "server": "granian", "workers": 2, "threads": 4,
+        "drains": 2, "seed": 1, "batch_clients": 2, "track_clients": 2, "keep": False, "py_spy": False,
+        "results": "/nonexistent",
+    }
+    out = Command()._http(site, "key", 1000, options)
+    return out, calls
+
+
+def test_every_http_phase_sends_message_ids_of_its_own(monkeypatch):
+    # Below the /v1/track target both paced phases run; with the same message ids the
+    # second one's were duplicates of the first's, answered but not stored again.
+    out, calls = _run_http_phases(monkeypatch, track_rps=1000.0)
+    assert {"track_paced", "track_paced_at_target"} <= set(out)
+    prefixes = [f"{call['run_id']}-{call.get('label', call['mode'])}-" for call in calls]
+    assert len(calls) == 4
+    for n, prefix in enumerate(prefixes):
+        assert not any(other.startswith(prefix) for m, other in enumerate(prefixes) if m != n), prefixes

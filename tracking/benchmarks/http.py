@@ -320,9 +320,13 @@ def run_load(
     batch_size: int = 0,
     rate: float = 0.0,
     seed: int = 1,
+    label: str = "",
 ) -> LoadResult:
     """Run ``processes`` client processes for ``duration`` seconds; ``rate`` (requests/s in
-    all) paces them open-loop, 0 runs them closed-loop."""
+    all) paces them open-loop, 0 runs them closed-loop. Message ids start with
+    ``<run_id>-<label>-`` (``label`` defaults to ``mode``): each phase of a run needs a
+    label of its own, or its messages are duplicates of an earlier phase's, answered but
+    not stored again."""
     start_at = time.time() + 1.0 + 0.1 * processes  # the clients need a moment to start
     specs = [
         {
@@ -330,7 +334,7 @@ def run_load(
             "port": server.port,
             "write_key": write_key,
             "people": people,
-            "prefix": f"{run_id}-{mode}-{n}",
+            "prefix": f"{run_id}-{label or mode}-{n}",
             "seed": seed * 1000 + n,
             "batch_size": batch_size,
             "rate": rate / processes if rate else 0.0,

@@ -248,13 +248,15 @@ class Command(BaseCommand):
                     target = report.TARGETS["track_requests_per_s"]
                     # Half the measured maximum, as the issue words it; when the maximum
                     # misses its target, also half the target, so the gap shows in latency.
-                    rates = {"track_paced": (track_rate or target) / 2}
+                    # Each with message ids of its own (the label), so the second's are
+                    # not duplicates of the first's.
+                    rates = {"track_paced": ("paced", (track_rate or target) / 2)}
                     if track_rate is not None and track_rate < target:
-                        rates["track_paced_at_target"] = target / 2
-                    for key, rate in rates.items():
+                        rates["track_paced_at_target"] = ("target", target / 2)
+                    for key, (label, rate) in rates.items():
                         settle()
                         self.stdout.write(f"/v1/track paced at {rate:,.0f} req/s for {duration:.0f} s …")
-                        paced = http.run_load(server, mode="paced", processes=4, rate=rate, **common)
+                        paced = http.run_load(server, mode="paced", label=label, processes=4, rate=rate, **common)
                         out[key] = {**paced.summary(), "rate_target": round(rate, 1)}
                         rss = max(rss, paced.rss_max_mb)
         finally:

@@ -232,3 +232,35 @@ def test_every_http_phase_sends_message_ids_of_its_own(monkeypatch):
     assert len(calls) == 4
     for n, prefix in enumerate(prefixes):
         assert not any(other.startswith(prefix) for m, other in enumerate(prefixes) if m != n), prefixes
+
+
+def test_what_each_http_phase_stored_is_counted_not_assumed(monkeypatch):
+    from tracking.benchmarks import report
+
+    # The track phase's answers said 10,000 events; the database holds 6,000 of them
+    # (e.g. inbox rows the drain set aside as failed: the inbox is empty all the same).
+    def counts(prefix):
+        return (6000, 6000) if "-track" in prefix else (10_000, 10_000)
+
+    out, _ = _run_http_phases(monkeypatch, track_rps=1000.0, stored=counts)
+    track = out["track_max"]
+    assert track["events_accepted"] == 10_000
+    assert track["exactly_once"] == {"accepted": 10_000, "stored": 6000, "distinct": 6000, "ok": False}
+    assert track["stored_per_s"] == round(6000 / 11.0, 1)  # stored rows over first request..drained
+    assert out["exactly_once"]["ok"] is True  # the batch phase: 100 requests of 100, all stored
+    assert out["track_paced"]["exactly_once"]["ok"] is True
+    rows = {row.measure: row for row in report.rows({"http": out})}
+    assert rows["/v1/track max accepted = stored (by messageId)"].met == "**no**"
+    assert rows["/v1/track at half the max accepted = stored (by messageId)"].met == "yes"
+
+
+def test_a_phase_that_stored_nothing_reports_nothing_stored(monkeypatch):
+    from tracking.benchmarks import report
+
+    out, _ = _run_http_phases(monkeypatch, track_rps=2000.0, stored=lambda prefix: (0, 0))
+    assert out["batch"]["stored_per_s"] == 0 and out["track_max"]["stored_per_s"] == 0
+    rows = report.rows({"http": out})
+    batch = next(row for row in rows if row.measure.startswith("/v1/batch of 100"))
+    track = next(row for row in rows if row.measure.startswith("/v1/track single events"))
+    assert batch.value == "0 events/s"
+    assert track.value == "2,000 req/s / 0 events/s" and track.met == "**no**"

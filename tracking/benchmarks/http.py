@@ -270,6 +270,7 @@ class LoadResult:
             "slow": slow_summary(self.slow),
             "postgres": self.postgres,
             "failure_samples": self.samples[:5],
+            "clients_failed": len(self.errors),
             "client_errors": self.errors[:5],
         }
 

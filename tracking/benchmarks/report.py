@@ -18,6 +18,14 @@ TARGETS = {
 }
 
 
+PHASE_LABELS = (
+    ("batch", "/v1/batch"),
+    ("track_max", "/v1/track max"),
+    ("track_paced", "/v1/track at half the max"),
+    ("track_paced_at_target", "/v1/track at half the target"),
+)
+
+
 @dataclass
 class Row:
     measure: str
@@ -104,11 +112,7 @@ def rows(results: dict) -> list[Row]:
                 _met(min(rate, stored) >= target),
             )
         )
-    for key, label in (
-        ("track_max", "/v1/track max"),
-        ("track_paced", "/v1/track at half the max"),
-        ("track_paced_at_target", "/v1/track at half the target"),
-    ):
+    for key, label in PHASE_LABELS[1:]:
         exactly = (http.get(key) or {}).get("exactly_once")
         if exactly:
             out.append(_exactly_once(label, exactly))
@@ -134,9 +138,17 @@ def rows(results: dict) -> list[Row]:
                 f"{_n(overload['p50_ms'], ' ms', 1)} / {_n(overload['p99_ms'], ' ms', 1)}",
                 "",
                 f"p99 < {TARGETS['track_paced_p99_ms']} ms",
-                _met(overload["p99_ms"] is not None and overload["p99_ms"] < TARGETS["track_paced_p99_ms"]),
+                _met(
+                    overload["p99_ms"] is not None and overload["p99_ms"] < TARGETS["track_paced_p99_ms"]
+                    and overload["failed"] == 0
+                ),
             )
         )
+    for key, label in PHASE_LABELS:
+        phase = http.get(key)
+        if phase:
+            failures, ok = _failures(phase)
+            out.append(Row(f"{label}: failed requests, events not accepted, failed clients", failures, "", "none", _met(ok)))
     for key, label in (("track_paced", "/v1/track at half the max"), ("track_paced_at_target", "/v1/track at half the target")):
         phase = http.get(key) or {}
         if phase.get("slow") is not None:
@@ -172,6 +184,23 @@ def _exactly_once(label: str, exactly: dict) -> Row:
         "equal",
         _met(exactly["ok"]),
     )
+
+
+def _failures(phase: dict) -> tuple[str, bool]:
+    """Requests answered with an error status or not at all, events the answers did not
+    accept, and client processes that died: (the words, whether there were none)."""
+    statuses = phase.get("statuses") or {}
+    attempts = phase["requests"] + statuses.get("error", 0)  # "error": no answer
+    other = {status: n for status, n in statuses.items() if status != "200"}
+    text = f"{phase['failed']:,} of {attempts:,} requests failed"
+    if other:
+        text += f" ({', '.join(f'{status}: {n:,}' for status, n in other.items())})"
+    refused = phase["events_sent"] - phase["events_accepted"]
+    text += f"; {refused:,} of {phase['events_sent']:,} events not accepted"
+    clients = phase.get("clients_failed", len(phase.get("client_errors") or ()))
+    if clients:
+        text += f"; {clients} of {phase['processes']} client processes failed ({phase['client_errors'][0]})"
+    return text, phase["failed"] == 0 and refused == 0 and clients == 0
 
 
 def _checkpoints(counters: dict) -> str:

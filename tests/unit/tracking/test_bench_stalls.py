@@ -43,3 +43,36 @@ def test_wal_is_reported_per_stored_event():
     assert report._wal(phase) == (
         "4.1 KB, 0.30 full-page images (2,000 MB in all; checkpoints: 0 finished, 212 MB written)"
     )
+
+
+def _phase(**overrides) -> dict:
+    phase = {
+        "processes": 8, "duration_s": 30.0, "requests": 400, "requests_per_s": 13.3, "events_sent": 40_000,
+        "events_accepted": 40_000, "events_per_s": 1333.0, "stored_per_s": 1300.0, "drain_lag_s": 0.5,
+        "failed": 0, "statuses": {"200": 400}, "p50_ms": 5.0, "p99_ms": 9.0, "client_errors": [],
+        "rate_target": 750.0,
+    }
+    return {**phase, **overrides}
+
+
+def test_failed_requests_refused_events_and_dead_clients_are_in_the_table():
+    failing = _phase(
+        requests=408, failed=12, statuses={"200": 398, "429": 10, "error": 2},
+        events_sent=40_800, events_accepted=39_700, client_errors=["ConnectionRefusedError: [Errno 111]"],
+        clients_failed=1,
+    )
+    rows = {row.measure: row for row in report.rows({"http": {"batch": failing, "track_max": _phase()}})}
+    batch = rows["/v1/batch: failed requests, events not accepted, failed clients"]
+    assert batch.value == (
+        "12 of 410 requests failed (429: 10, error: 2); 1,100 of 40,800 events not accepted; "
+        "1 of 8 client processes failed (ConnectionRefusedError: [Errno 111])"
+    )
+    assert (batch.target, batch.met) == ("none", "**no**")
+    track = rows["/v1/track max: failed requests, events not accepted, failed clients"]
+    assert (track.value, track.met) == ("0 of 400 requests failed; 0 of 40,000 events not accepted", "yes")
+
+
+def test_the_paced_run_at_half_the_target_is_not_met_with_failed_requests():
+    http = {"track_paced_at_target": _phase(p99_ms=9.0, failed=3, statuses={"200": 397, "503": 3})}
+    row = next(row for row in report.rows({"http": http}) if "paced at half the target" in row.measure)
+    assert row.met == "**no**"

@@ -264,3 +264,9 @@ def test_a_phase_that_stored_nothing_reports_nothing_stored(monkeypatch):
     track = next(row for row in rows if row.measure.startswith("/v1/track single events"))
     assert batch.value == "0 events/s"
     assert track.value == "2,000 req/s / 0 events/s" and track.met == "**no**"
+
+
+def test_the_worker_memory_is_reported_with_the_seconds_of_load_it_covers(monkeypatch):
+    out, calls = _run_http_phases(monkeypatch, track_rps=1000.0)
+    assert len(calls) == 4 and out["worker_rss_max_mb"] == 90.0
+    assert out["worker_rss_load_s"] == 40.0  # four phases of 10 s

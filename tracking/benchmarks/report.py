@@ -15,6 +15,7 @@ TARGETS = {
     "track_requests_per_s": 1_500,
     "track_paced_p99_ms": 50,
     "worker_rss_mb": 250,
+    "worker_rss_load_s": 600,  # "through a 10-minute run"
 }
 
 
@@ -163,14 +164,20 @@ def rows(results: dict) -> list[Row]:
             out.append(Row(f"{label}: PostgreSQL WAL per stored event (until stored)", _wal(phase)))
     rss = http.get("worker_rss_max_mb")
     if rss:
-        target = TARGETS["worker_rss_mb"]
+        target, through = TARGETS["worker_rss_mb"], TARGETS["worker_rss_load_s"]
+        # Under the limit in a shorter run says nothing of ten minutes (--duration 600).
+        load = http.get("worker_rss_load_s")
+        met = _met(False) if rss >= target else _met(True) if (load or 0) >= through else (
+            f"not shown: {load:,.0f} s of load" if load is not None else "not shown"
+        )
         out.append(
             Row(
-                f"web worker max RSS over the run ({http.get('duration_s', 0):.0f} s a phase)",
+                f"web worker max RSS over the run ({http.get('duration_s', 0):.0f} s a phase"
+                + (f", {load:,.0f} s of load)" if load is not None else ")"),
                 _n(rss, " MB", 1),
                 "",
-                f"< {target} MB",
-                _met(rss < target),
+                f"< {target} MB through {through} s of load",
+                met,
             )
         )
     return out

@@ -3,6 +3,7 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
+from config.logs import quiet_routine_tasks
 from config.memory import freeze_startup_objects
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -10,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("footprint")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
+quiet_routine_tasks()
 
 
 @worker_ready.connect

@@ -19,6 +19,8 @@ app_pages = (tracking_pages + profiles_pages, "app")
 
 urlpatterns = [
     path("healthz", tracking_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on pages without an icon link (the admin, the API docs).
+    path("favicon.ico", tracking_views.favicon),
     path("admin/", admin.site.urls),
     path("app/", include(app_pages, namespace="app")),
     path("api/v1/", include(tracking_api.urlpatterns)),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import HttpResponsePermanentRedirect, HttpResponseRedirect, JsonResponse
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -37,6 +38,13 @@ def _worker_status() -> dict:
         return {"ok": False, "last_seen": None}
     age = (timezone.now() - beat.at).total_seconds()
     return {"ok": age < 180, "last_seen": beat.at.isoformat(), "seconds_ago": round(age)}
+
+
+@require_GET
+def favicon(request):
+    # Asked for by browsers on pages with no icon link of their own (the admin, the API
+    # docs); resolved per request, as a manifest storage knows the file's name only then.
+    return HttpResponsePermanentRedirect(static("app/favicon.svg"))
 
 
 @require_GET

@@ -34,3 +34,15 @@ def test_a_real_worker_runs_a_task(tmp_path):
     with celery_worker(tmp_path) as worker:
         heartbeat_task.apply_async(kwargs={"name": worker.queue}, queue=worker.queue)
         worker.wait_for(lambda: Heartbeat.objects.filter(name=worker.queue).exists())
+
+
+def test_it_serves_an_icon_for_every_page(client, marketer):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"] == "/static/app/favicon.svg"
+    assert finders.find("app/favicon.svg")
+    client.force_login(marketer)
+    page = client.get("/app/", follow=True)
+    assert b'<link rel="icon" href="/static/app/favicon.svg"' in page.content

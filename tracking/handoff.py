@@ -56,13 +56,16 @@ def events_of(work: PendingWork) -> list[EventRow]:
     with connection.cursor() as cursor:
         # The primary key (occurred_at, id); the time range prunes partitions. Not by
         # profile: a merge may have moved the events since the work was recorded, and
-        # each row says whose it is now.
+        # each row says whose it is now. A large merge moves them in the background
+        # (``profiles.maintenance``): until then a row names the profile merged away,
+        # whose ``merged_into`` is the person (a merge rewrites every tombstone's).
         cursor.execute(
             """
-            SELECT id, profile_id, session_id, type, properties, occurred_at
-            FROM tracking_event
-            WHERE site_id = %s AND occurred_at BETWEEN %s AND %s AND id = ANY(%s)
-            ORDER BY occurred_at, id
+            SELECT e.id, coalesce(p.merged_into_id, e.profile_id), e.session_id, e.type, e.properties,
+                   e.occurred_at
+            FROM tracking_event e LEFT JOIN profiles_profile p ON p.id = e.profile_id
+            WHERE e.site_id = %s AND e.occurred_at BETWEEN %s AND %s AND e.id = ANY(%s)
+            ORDER BY e.occurred_at, e.id
             """,
             [work.site_id, work.occurred_from, work.occurred_to, work.event_ids],
         )

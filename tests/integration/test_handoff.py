@@ -205,6 +205,27 @@ def test_it_hands_over_events_that_a_merge_moved_before_the_work_ran(site, probe
 
 
 @pytest.mark.django_db
+def test_it_hands_over_events_of_a_merged_person_under_them_before_the_background_repoint(site, probe, no_broker):
+    """Two identified people merged by an alias: their events move in background batches
+    (DESIGN "Performance"), so a handler that runs first still finds them under the id
+    merged away. It is given the person they belong to now, not a tombstone."""
+    from profiles.models import ProfileMerge
+    from tests.messages import alias, profile_of
+
+    ingest(site, identify("u-keep"))
+    ingest(site, identify("u-old"), track("Viewed", user="u-old"))
+    ingest(site, alias("u-old", "u-keep"), privileged=True)
+    assert ProfileMerge.objects.get(site=site).repointed_at is None  # not moved yet
+
+    for work in PendingWork.objects.filter(site=site).order_by("pk"):
+        handoff.process(work.pk)
+
+    person = profile_of(site, "u-keep")
+    assert {event_id for event_id, _, _ in probe.effects()} == {e[0] for e in _stored_events(site)}
+    assert {profile for _, profile, _ in probe.effects()} == {person.pk}
+
+
+@pytest.mark.django_db
 def test_it_records_no_work_without_handlers(site):
     ingest(site, track(anon="a-1"))
     assert not PendingWork.objects.exists()

@@ -65,6 +65,28 @@ def keyset_page(
     The bound is written as ``field <= v AND (field < v OR id < i)``: the first term is
     what lets PostgreSQL start an index range scan on ``field``; the OR alone would not.
     """
+    qs, order = _bounded(queryset, field=field, descending=descending, cursor=cursor)
+    return _page(list(qs.order_by(*order)[: limit + 1]), field=field, cursor=cursor, limit=limit)
+
+
+def keyset_page_of_union(
+    querysets: list[QuerySet], *, field: str, descending: bool, cursor: Cursor | None, limit: int
+) -> Page:
+    """``keyset_page`` of the rows of several querysets of one model (disjoint), each
+    read by its own index range, in one statement (UNION ALL of the bounded reads, then
+    the page of those): one snapshot, so a row that moves from one queryset to another
+    meanwhile is read once, where a read of each in turn could miss it or read it twice."""
+    arms = []
+    for queryset in querysets:
+        qs, order = _bounded(queryset, field=field, descending=descending, cursor=cursor)
+        arms.append(qs.order_by(*order)[: limit + 1])
+    rows = list(arms[0].union(*arms[1:], all=True).order_by(*order)[: limit + 1])
+    return _page(rows, field=field, cursor=cursor, limit=limit)
+
+
+def _bounded(
+    queryset: QuerySet, *, field: str, descending: bool, cursor: Cursor | None
+) -> tuple[QuerySet, tuple[str, str]]:
     backwards = cursor is not None and cursor.backwards
     scan_descending = descending != backwards
     qs = queryset
@@ -78,8 +100,11 @@ def keyset_page(
             qs = qs.filter(**{f"{field}__gte": at}).filter(
                 Q(**{f"{field}__gt": at}) | Q(**{field: at, "id__gt": pk})
             )
-    order = (f"-{field}", "-id") if scan_descending else (field, "id")
-    rows = list(qs.order_by(*order)[: limit + 1])
+    return qs, ((f"-{field}", "-id") if scan_descending else (field, "id"))
+
+
+def _page(rows: list[Any], *, field: str, cursor: Cursor | None, limit: int) -> Page:
+    backwards = cursor is not None and cursor.backwards
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:

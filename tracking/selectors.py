@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tracking.keyset import Cursor, Page, keyset_page
+from tracking.keyset import Cursor, Page, keyset_page, keyset_page_of_union
 from tracking.models import Event, Session
 
 # The live feed looks at widening recent windows and stops at the first that holds a
@@ -38,29 +38,18 @@ def events_of_profiles_page(
     ``profile_ids`` is the live profile plus tombstones merged into it whose events may
     not be re-pointed yet (large merges move rows in background batches). Each id is
     read on its own through index (site_id, profile_id, occurred_at), which returns
-    rows already in order, and the pages are merged here: ``profile_id = ANY(...)``
+    rows already in order, and a page is taken of their union: ``profile_id = ANY(...)``
     makes PostgreSQL walk the primary key backwards and filter instead.
     """
     if len(profile_ids) == 1:
         return keyset_page(
             _of_profiles(site_id, profile_ids), field="occurred_at", descending=True, cursor=cursor, limit=limit
         )
-    pages = [
-        keyset_page(_of_profiles(site_id, [pid]), field="occurred_at", descending=True, cursor=cursor, limit=limit)
-        for pid in profile_ids
-    ]
-    rows = sorted(
-        (row for page in pages for row in page.items), key=lambda e: (e.occurred_at, e.id), reverse=True
-    )
-    more = len(rows) > limit or any(page.next for page in pages)
-    rows = rows[:limit]
-    if not rows:
-        return Page(items=[], next=None, previous=None)
-    last = rows[-1]
-    return Page(
-        items=rows,
-        next=Cursor(last.occurred_at, last.id) if more else None,
-        previous=Cursor(rows[0].occurred_at, rows[0].id, backwards=True) if cursor else None,
+    # One statement: a background re-point batch committing between a read of each id
+    # would move rows from a tombstone to the live id after the live id was read.
+    return keyset_page_of_union(
+        [_of_profiles(site_id, [pid]) for pid in profile_ids],
+        field="occurred_at", descending=True, cursor=cursor, limit=limit,
     )
 
 

@@ -1,9 +1,11 @@
 """People selectors and services on PostgreSQL: search, paging, merged ids, timelines,
 the live feed, export and the right to be forgotten."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
 from profiles import selectors, services
@@ -231,6 +233,45 @@ def test_it_shows_events_of_merges_not_yet_repointed(site):
         site=site, profile_ids=detail.event_profile_ids, cursor=page.next, limit=1
     )
     assert [e.id for e in rest.items] == [mine.id] and rest.next is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_timeline_read_while_the_repoint_commits_shows_every_event_once(site):
+    """The background re-point commits a batch while a page of the timeline is read:
+    the page shows each event once (it read the live id, then the tombstone's after
+    the batch had moved its rows to the live id, and lost them)."""
+    live, big = person(site, "user:a"), person(site, "user:b")
+    now = timezone.now()
+    made = [event(live if i % 2 else big, f"e{i}", at=now - timedelta(minutes=10 - i)) for i in range(6)]
+    merge(big, live, repointed=False)
+    ids = selectors.profile_event_ids(profile=live)
+    assert ids == [live.pk, big.pk]
+
+    reads = []
+
+    def repoint_after_the_first_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "tracking_event" in sql and not reads:
+            reads.append(sql)
+            worker = threading.Thread(target=_repoint_in_own_connection, args=(site.pk,))
+            worker.start()
+            worker.join(30)
+        return result
+
+    with connection.execute_wrapper(repoint_after_the_first_read):
+        page = selectors.person_events_page(site=site, profile_ids=ids, limit=50)
+
+    assert reads and not Event.objects.filter(profile_id=big.pk).exists()  # the batch ran mid-read
+    assert [e.id for e in page.items] == [e.id for e in reversed(made)]
+
+
+def _repoint_in_own_connection(site_id):
+    from profiles.maintenance import merged_events_repoint
+
+    try:
+        merged_events_repoint(site_id=site_id)
+    finally:
+        connections.close_all()
 
 
 def test_it_gathers_a_persons_detail(site):

@@ -12,10 +12,30 @@ from tracking import inbox
 from tracking.models import Site
 from tracking.signals import profiles_forgotten
 
+REPOINT_LOCK = 0x6670_7270  # advisory lock class of the re-point ("fprp"), held while a run goes
+
 
 def merged_events_repoint(*, site_id: int | None = None, batch: int = 5_000, max_batches: int = 200) -> int:
     """Move events of merged identified profiles to their target, ``batch`` rows per
-    transaction so ingestion is never blocked behind one huge UPDATE."""
+    transaction so ingestion is never blocked behind one huge UPDATE.
+
+    One run at a time (a run that finds another going returns at once; the beat's next
+    run takes what that one did not list). Two runs moving the same history to two
+    targets (one read before a later merge of the target, one after) overwrote each
+    other's rows, and the stale target's could land after the other run had moved that
+    target's own events and marked its merge done: events left on a tombstone."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, 0)", [REPOINT_LOCK])
+        if not cursor.fetchone()[0]:
+            return 0
+    try:
+        return _repoint(site_id=site_id, batch=batch, max_batches=max_batches)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [REPOINT_LOCK])
+
+
+def _repoint(*, site_id: int | None, batch: int, max_batches: int) -> int:
     moved = 0
     pending = ProfileMerge.objects.filter(repointed_at__isnull=True).order_by("id")
     if site_id is not None:

@@ -238,3 +238,82 @@ def test_a_visitor_whose_return_is_still_queued_is_not_purged(site, settings):
         assert profile_of(site, "a-back", "anonymous").pk == idle.pk
         with mock.patch.object(inbox, "store_queued", return_value=False):
             assert anonymous_profiles_purge(now=timezone.now() + timedelta(days=90)) == 0  # a backlog: next run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_overlapping_repoint_runs_leave_no_event_on_a_tombstone_of_a_chain_merge(site):
+    """u-1 is merged into u-2, then u-2 into u-3 while a run re-points u-1's events:
+    the run the second merge enqueues overlaps it. Every event ends on u-3 (a run that
+    had read u-2 as the target overwrote the other run's move with u-2 after that run
+    had re-pointed u-2 and marked both merges done: events hidden on a tombstone)."""
+    ingest(site, identify("u-1"), track("one", user="u-1"), track("two", user="u-1"))
+    ingest(site, identify("u-2"), track("three", user="u-2"))
+    ingest(site, identify("u-3"))
+    ingest(site, alias("u-1", "u-2"), privileged=True)
+    t_before, t_go, t_commit, r_paused, r_go = (threading.Event() for _ in range(5))
+    t_pid, errors = [], []
+
+    def gate(before=None, go=None, after=None, go_after=None):
+        seen = []
+
+        def wrapper(execute, sql, params, many, context):
+            first = sql.lstrip().startswith("UPDATE tracking_event") and not seen
+            if first:
+                seen.append(sql)
+                if before:
+                    before.set()
+                    assert go.wait(10)
+            result = execute(sql, params, many, context)
+            if first and after:
+                after.set()
+                assert go_after.wait(10)
+            return result
+
+        return wrapper
+
+    def run(name, wrapper, **kwargs):
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                if name == "t":
+                    t_pid.append(cursor.fetchone()[0])
+            with connections["default"].execute_wrapper(wrapper):
+                merged_events_repoint(site_id=site.pk, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append((name, exc))
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=run, args=("t", gate(before=t_before, go=t_go, after=threading.Event(), go_after=t_commit)), kwargs={"batch": 1})
+    first.start()
+    assert t_before.wait(10)  # the first run is about to move u-1's events to u-2
+    ingest(site, alias("u-2", "u-3"), privileged=True)
+    second = threading.Thread(target=run, args=("r", gate(after=r_paused, go_after=r_go)))
+    second.start()
+    deadline = time.monotonic() + 10
+    while not r_paused.is_set() and second.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    t_go.set()
+    if r_paused.is_set():
+        # The second run holds u-1's rows (moved to u-3, not committed): the first run's
+        # move waits for them, then writes u-2 over them.
+        while time.monotonic() < deadline and not _waits_on_a_lock(t_pid[0]):
+            time.sleep(0.02)
+        r_go.set()
+    second.join(30)
+    t_commit.set()
+    first.join(30)
+    assert not errors
+
+    merged_events_repoint(site_id=site.pk)  # the next run (the beat's)
+
+    u3 = profile_of(site, "u-3")
+    assert set(Event.objects.filter(site=site).values_list("profile_id", flat=True)) == {u3.pk}
+    assert not ProfileMerge.objects.filter(site=site, repointed_at__isnull=True).exists()
+
+
+def _waits_on_a_lock(pid: int) -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "Lock"

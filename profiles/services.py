@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
-from profiles.selectors import profile_merged_ids
+from profiles.selectors import profile_get, profile_merged_ids
 from tracking import inbox
 from tracking import selectors as event_selectors
 from tracking.models import Event, Session, Site
@@ -82,11 +82,18 @@ def profile_forget(*, site: Site, profile: Profile, settle_seconds: float = 30.0
 
 @transaction.atomic
 def _erase(*, site: Site, profile: Profile) -> dict[str, int]:
-    ids = profile_merged_ids(profile=profile)
-    _lock(site, ids)
-    # A merge into this person may have committed while we waited for the lock.
-    ids = profile_merged_ids(profile=profile)
-    _lock(site, ids)
+    # Lock until nothing moved while we waited: a merge into this person may have
+    # committed, or one of this person into another; then it is the person they are now
+    # that goes, as for a request naming the merged-away id (the tombstone alone left
+    # their ids, sessions and properties on the other profile).
+    ids: list[int] = []
+    while True:
+        live = profile_get(site=site, profile_id=profile.pk)
+        now = profile_merged_ids(profile=live) if live is not None else [profile.pk]
+        if now == ids:
+            break
+        ids, profile = now, live or profile
+        _lock(site, ids)
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM tracking_event WHERE site_id = %s AND profile_id = ANY(%s)", [site.pk, ids]

@@ -2,6 +2,7 @@
 the live feed, export and the right to be forgotten."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -378,6 +379,51 @@ def test_it_exports_everything_about_a_person(site, full_person):
     assert [e["type"] for e in data["events"]] == ["before-login", "old-account", "order-completed"]
     assert data["events"][2]["properties"] == {"total": 20}
     assert {m["source_id"] for m in data["merges"]} == {anon.pk, pending.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_merged_into_another_while_being_forgotten_is_forgotten_whole(site):
+    """The erase waits for the profile's lock while an alias merges the person into
+    another: what it then erases is the person they are now, not the tombstone alone
+    (which left their user id, sessions and properties on the other profile)."""
+    from unittest import mock
+
+    from tests.messages import alias, identify, ingest, profile_of, track
+    from tracking import sessions as sessions_module
+
+    ingest(site, identify("u-gone", traits={"email": "gone@example.com"}), track("Viewed", user="u-gone"))
+    ingest(site, identify("u-other"))
+    gone = profile_of(site, "u-gone")
+    inside = threading.Event()
+    real_assign = sessions_module.assign_sessions
+
+    def slow_assign(*args, **kwargs):
+        inside.set()  # both profiles locked by the alias, not committed yet
+        time.sleep(1)
+        return real_assign(*args, **kwargs)
+
+    errors = []
+
+    def merge_them():
+        try:
+            ingest(site, alias("u-gone", "u-other"), privileged=True)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with mock.patch("tracking.ingest.core.assign_sessions", side_effect=slow_assign):
+        merging = threading.Thread(target=merge_them)
+        merging.start()
+        assert inside.wait(10)
+        services.profile_forget(site=site, profile=gone)
+        merging.join(30)
+
+    assert not errors
+    assert not Identity.objects.filter(site=site, key="u-gone").exists()
+    assert not Profile.objects.filter(site=site, properties__email="gone@example.com").exists()
+    assert not Event.objects.filter(site=site).exists()
+    assert not Session.objects.filter(site=site).exists()
 
 
 def test_it_forgets_a_person_and_nothing_else(site, other_site, full_person):

@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html, format_html_join
 
+from tracking.forms import clean_time_zone
 from tracking.ingest import raptor
 from tracking.ingest.schema import MessageError
 from tracking.models import Site
@@ -130,3 +131,7 @@ class SiteAdminForm(forms.ModelForm):
     class Meta:
         model = Site
         fields = ["raptor_mapping"]
+
+    def clean_time_zone(self) -> str:
+        # The admin's fieldsets add time_zone to this form; the settings page checks it too.
+        return clean_time_zone(self.cleaned_data["time_zone"])

@@ -9,6 +9,15 @@ from tracking import auto_events
 from tracking.models import Site
 
 
+def clean_time_zone(value: str) -> str:
+    """A site's time zone as its forms take it: an IANA name zoneinfo knows (the people
+    pages render every date in it, and an unknown name fails each of them)."""
+    value = value.strip()
+    if value not in zoneinfo.available_timezones():
+        raise forms.ValidationError(f"Unknown time zone {value!r}; use an IANA name like Europe/Berlin.")
+    return value
+
+
 class SiteSettingsForm(forms.ModelForm):
     allowed_origins = forms.CharField(
         required=False,
@@ -42,10 +51,7 @@ class SiteSettingsForm(forms.ModelForm):
             self.initial["allowed_origins"] = "\n".join(self.instance.allowed_origins)
 
     def clean_time_zone(self) -> str:
-        value = self.cleaned_data["time_zone"].strip()
-        if value not in zoneinfo.available_timezones():
-            raise forms.ValidationError(f"Unknown time zone {value!r}; use an IANA name like Europe/Berlin.")
-        return value
+        return clean_time_zone(self.cleaned_data["time_zone"])
 
     def clean_allowed_origins(self) -> list[str]:
         origins = []

@@ -163,3 +163,24 @@ def test_the_api_docs_load_swagger_ui_from_footprint_not_a_cdn(admin_client):
     page = admin_client.get("/api/docs/").content.decode()
     assert "swagger-ui-bundle.js" in page and "/static/drf_spectacular_sidecar/" in page
     assert "cdn.jsdelivr.net" not in page  # a self-hosted install may have no internet
+
+
+def test_admin_refuses_an_unknown_time_zone(admin_client, site):
+    """The site's time zone renders every date of the people pages: a name zoneinfo does
+    not know, saved in the admin, made each of them a 500."""
+    data = {
+        "name": site.name, "time_zone": "Mars/Olympus", "session_timeout_minutes": 20,
+        "anonymous_retention_days": 60, "cart_abandon_minutes": 60,
+        "allowed_origins": "[]", "raptor_mapping": "{}", "auto_event_rules": "[]",
+        "write_keys-TOTAL_FORMS": 0, "write_keys-INITIAL_FORMS": 0,
+        "secret_keys-TOTAL_FORMS": 0, "secret_keys-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+    }
+    response = admin_client.post(reverse("admin:tracking_site_change", args=[site.pk]), data)
+    assert response.status_code == 200 and "Unknown time zone" in response.content.decode()
+    site.refresh_from_db()
+    assert site.time_zone == "UTC"
+    response = admin_client.post(reverse("admin:tracking_site_change", args=[site.pk]), {**data, "time_zone": " Europe/Berlin "})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    site.refresh_from_db()
+    assert site.time_zone == "Europe/Berlin"

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 
 PARENT = "tracking_event"
 DEFAULT = "tracking_event_default"
+PARTITIONS_LOCK = 0x6670_7074  # advisory lock held while a month is made ("fppt")
 
 
 def month_start(day: date, offset: int = 0) -> date:
@@ -51,8 +52,17 @@ def ensure_event_partitions(*, months_back: int = 3, months_ahead: int = 3, toda
             continue
         end = month_start(start, 1)
         with transaction.atomic(), connection.cursor() as cursor:
+            # One maker at a time (two beats, a beat and a migration): the second waits,
+            # then finds the month made instead of failing on its name.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITIONS_LOCK])
+            if name in existing_partitions():
+                continue
             lower = datetime(start.year, start.month, 1, tzinfo=UTC)
             upper = datetime(end.year, end.month, 1, tzinfo=UTC)
+            # Writes to the default partition wait until the month is attached (reads go
+            # on): a row of the month an ingest wrote there after the move would fail the
+            # attach, and so every run while such traffic lasted.
+            cursor.execute(f"LOCK TABLE {DEFAULT} IN SHARE ROW EXCLUSIVE MODE")
             cursor.execute(
                 f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
             )

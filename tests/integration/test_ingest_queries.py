@@ -4,10 +4,11 @@ whatever the batch size, dedupe under retries and concurrency, monthly partition
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -275,3 +276,114 @@ def test_it_keeps_partitions_ahead_of_time(site):
 
     assert {partition_name(month_start(today, k)) for k in range(-1, 4)} <= have
     assert DEFAULT in have
+
+
+def _waiting_on_a_lock(timeout: float = 20) -> None:
+    """Until some other backend of this database waits for a lock."""
+    deadline = time.monotonic() + timeout
+    with connections["default"].cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("nothing waited for a lock")
+
+
+@pytest.fixture
+def month_1998_03():
+    """A partition the test makes (committed: the test runs outside a transaction),
+    dropped again so other tests find the default partition as usual."""
+    name = partition_name(date(1998, 3, 1))
+    yield name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_makes_a_month_while_an_ingest_writes_its_rows_to_the_default_partition(site, month_1998_03):
+    """An ingest still writing a row of the month to the default partition when beat
+    moved the month's rows out made the attach fail ("partition constraint for default
+    partition would be violated"), every run while such traffic went on."""
+    written, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def ingest_and_hold():
+        try:
+            with transaction.atomic():
+                ingest(site, track(anon="a-1", message_id="late", timestamp=datetime(1998, 3, 10, tzinfo=UTC)))
+                written.set()
+                release.wait(30)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            written.set()
+            connections.close_all()
+
+    def make_month():
+        try:
+            ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=ingest_and_hold)
+    writer.start()
+    written.wait(30)
+    maker = threading.Thread(target=make_month)
+    maker.start()
+    try:
+        _waiting_on_a_lock()
+    finally:
+        release.set()
+        writer.join(30)
+        maker.join(30)
+    assert not errors, errors
+    assert _partition_of(event_by_message(site, "late").pk) == month_1998_03
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_beats_make_the_same_month_at_once(site, month_1998_03):
+    """Two beats (or a beat and a migration) making the same month: the second failed
+    on the name the first had just taken, and made none of the months after it."""
+    made, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    results: list[list[str]] = []
+
+    def make_and_hold():
+        try:
+            with transaction.atomic():
+                results.append(ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20)))
+                made.set()
+                release.wait(30)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            made.set()
+            connections.close_all()
+
+    def make():
+        try:
+            results.append(ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=make_and_hold)
+    first.start()
+    made.wait(30)
+    second = threading.Thread(target=make)
+    second.start()
+    try:
+        _waiting_on_a_lock()
+    finally:
+        release.set()
+        first.join(30)
+        second.join(30)
+    assert not errors, errors
+    assert sorted(results) == [[], [month_1998_03]]

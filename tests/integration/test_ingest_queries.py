@@ -387,3 +387,47 @@ def test_two_beats_make_the_same_month_at_once(site, month_1998_03):
         second.join(30)
     assert not errors, errors
     assert sorted(results) == [[], [month_1998_03]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_waiting_while_its_month_is_made_lands_in_it(site, month_1998_03):
+    """An ingest routing a row to the default partition while beat made its month waits
+    for it, and then PostgreSQL refuses the row there ("violates partition constraint"):
+    a 500 for an immediate request, a failed chunk for the drain. It is retried, and
+    lands in the new month."""
+    made, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def make_and_hold():
+        try:
+            with transaction.atomic():
+                ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20))
+                made.set()
+                release.wait(30)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            made.set()
+            connections.close_all()
+
+    def write():
+        try:
+            ingest(site, track(anon="a-1", message_id="late", timestamp=datetime(1998, 3, 10, tzinfo=UTC)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    maker = threading.Thread(target=make_and_hold)
+    maker.start()
+    made.wait(30)
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        _waiting_on_a_lock()
+    finally:
+        release.set()
+        maker.join(30)
+        writer.join(30)
+    assert not errors, errors
+    assert _partition_of(event_by_message(site, "late").pk) == month_1998_03

@@ -20,7 +20,7 @@ from psycopg import postgres, pq
 from psycopg.adapt import Dumper
 
 from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
-from tracking import db, handoff, jsontext, keys
+from tracking import db, handoff, jsontext, keys, partitions
 from tracking.ingest.schema import (
     FieldError,
     Kind,
@@ -189,21 +189,28 @@ def ingest_batch(
 
 def in_retried_transaction(work: Callable[[], T]) -> T:
     """Run ``work`` in a transaction, again when it lost a race: a concurrent batch
-    created the same person (ConcurrentChange), or a deadlock / serialization failure.
+    created the same person (ConcurrentChange), a deadlock / serialization failure, or
+    an event routed to the default partition while its month was being made there.
     The transaction rolled back whole, so running it again is safe."""
     for attempt in range(RETRIES):
         try:
             with transaction.atomic():
                 return work()
-        except (ConcurrentChange, OperationalError) as exc:
-            if attempt == RETRIES - 1 or (isinstance(exc, OperationalError) and not _retryable(exc)):
+        except (ConcurrentChange, OperationalError, IntegrityError) as exc:
+            if attempt == RETRIES - 1 or (not isinstance(exc, ConcurrentChange) and not _retryable(exc)):
                 raise
             log.info("ingest retry %s: %s", attempt + 1, exc)
     raise AssertionError("unreachable")
 
 
-def _retryable(exc: OperationalError) -> bool:
-    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+def _retryable(exc: OperationalError | IntegrityError) -> bool:
+    cause = getattr(exc, "__cause__", None)
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate == "23514":
+        # A check violation of the default partition's constraint: the row was routed
+        # there, then waited while tracking.partitions attached its month; the next
+        # attempt routes it to that month.
+        return getattr(getattr(cause, "diag", None), "table_name", None) == partitions.DEFAULT
     return sqlstate in {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
@@ -404,7 +411,10 @@ def _insert_events(site: Site, events: list[PlannedEvent], received_at: datetime
         # By oid only (``None``): used where COPY names the column's type, not for str.
         raw.adapters.register_dumper(None, _JsonbText)
         site_id = site.pk
-        with raw.copy(f"COPY tracking_event ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        # Django's error translation, as for its own cursors: a deadlock or a row routed
+        # to the default partition while its month was attached is retried by
+        # ``in_retried_transaction`` only as a ``django.db`` error.
+        with connection.wrap_database_errors, raw.copy(f"COPY tracking_event ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(COPY_TYPES)
             write_row = copy.write_row
             for event_id, e in zip(ids, events, strict=True):

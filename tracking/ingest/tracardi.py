@@ -189,8 +189,9 @@ def _event_time(value: Any, where: str) -> datetime | None:
 def _from_epoch(value: int | float, where: str) -> datetime:
     """A Unix time as Tracardi's models (pydantic) read one: seconds, or milliseconds
     when the number is too large to be seconds."""
-    seconds = value / 1000 if abs(value) > 2e10 else value
     try:
+        # Inside: an integer past a float's range overflows in the division already.
+        seconds = value / 1000 if abs(value) > 2e10 else value
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         raise MessageError(where, f"{value!r} is not a Unix time") from None

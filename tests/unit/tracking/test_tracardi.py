@@ -120,6 +120,7 @@ def test_it_reads_a_unix_time_as_tracardi_does(sent, read):
         ({"events": [{"type": "x", "time": {"create": "yesterday"}}]}, "events[0].time.create"),
         ({"events": [{"type": "x", "time": {"create": True}}]}, "events[0].time.create"),
         ({"events": [{"type": "x", "time": {"create": 1e300}}]}, "events[0].time.create"),
+        ({"events": [{"type": "x", "time": {"create": 10**400}}]}, "events[0].time.create"),  # was a 500
         ({"events": [{"type": "x", "properties": {"a": "nul\x00"}}]}, "events[0].properties.a"),
         ({"context": {"a": "\ud800"}}, "context.a"),
     ],

@@ -8,7 +8,7 @@ import contextlib
 import json
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -802,3 +802,26 @@ def test_a_retry_set_aside_and_queued_again_after_the_dedupe_horizon_is_stored_o
 
     with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(days=8)):
         assert prune_message_dedupe_task() == 1  # nothing queued: the usual horizon
+
+
+def test_a_time_with_an_offset_postgresql_does_not_take_is_stored_in_utc(site):
+    """ISO 8601 (and Python) allow offsets up to ±23:59, PostgreSQL's time input only to
+    ±15:59: such a timestamp was answered 200, then failed the drain's session insert
+    and its request was set aside (a 500 in immediate mode). Times are kept in UTC."""
+    sent = {**track(anonymousId="a-7"), "timestamp": "2026-01-01T12:00:00+23:59"}
+    assert post(site, "/v1/batch", batch(sent)).status_code == 200
+
+    stats = drain_all()
+
+    assert stats.failed_rows == 0 and not InboxBatch.objects.exists()
+    event = Event.objects.get(site=site, type="Product Viewed")
+    assert event.occurred_at == datetime(2025, 12, 31, 12, 1, tzinfo=UTC)
+
+
+def test_a_time_with_a_far_offset_is_stored_in_immediate_mode_too(site, settings):
+    settings.INGEST_MODE = "immediate"
+    sent = {**track(anonymousId="a-8"), "timestamp": "2026-01-01T12:00:00-20:00"}
+
+    assert post(site, "/v1/batch", batch(sent)).status_code == 200
+
+    assert Event.objects.get(site=site, type="Product Viewed").occurred_at == datetime(2026, 1, 2, 8, tzinfo=UTC)

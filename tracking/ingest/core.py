@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -53,12 +53,14 @@ def event_time(m: Message, received_at: datetime) -> datetime:
     and never after receivedAt: an event cannot have happened after it arrived, and a
     time from a clock running ahead (with no sentAt to correct it) would stretch the
     person's visit into the future and be counted in days to come (PostHog too sets
-    such a time to its arrival)."""
+    such a time to its arrival). In UTC, as ``received_at`` is: a client's offset may be
+    one PostgreSQL's time input refuses (ISO 8601 allows ±23:59, PostgreSQL ±15:59), and
+    times reach it as text in places (sessions, the inbox)."""
     if m.timestamp is None:
         return received_at
     if m.sent_at is not None:
         return min(received_at - (m.sent_at - m.timestamp), received_at)
-    return min(m.timestamp, received_at)
+    return min(m.timestamp.astimezone(UTC), received_at)
 
 
 def check_signatures(site: Site, messages: list[Message], *, privileged: bool) -> None:

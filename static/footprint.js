@@ -440,6 +440,8 @@
       set('uid', userId);
       set('sig', signature);
     });
+    // Tracktor's messenger widget is not part of Footprint: its settings are ignored.
+    expose('setMessengerConfig', noop);
     expose('setCart', function (cart) { track('set-cart', cart); });
     expose('cancelCart', function (cart) { track('cancel-cart', cart); });
     expose('purchaseCart', function (cart) { track('purchase-cart', cart); });
@@ -502,6 +504,9 @@
     window.footprint = api;
     var tio = window.tio;
     if (tio && !tio.loaded) {
+      // Tracktor's library reports every page it is on (Visited Site, popular pages),
+      // as Footprint's snippet does with its page() call.
+      pending.push(['page']);
       adopt(tio);
       if (window.YS === tio) window.YS = api;
       window.tio = api;

@@ -106,6 +106,43 @@ def test_a_tracktor_page_works_after_swapping_only_the_script_url_and_token(shop
     assert len(by_type["purchase-cart"].properties["products"]) == 2
 
 
+def tracktor_page(shop, name: str, *, body: str = "") -> str:
+    snippet = TRACKTOR_SNIPPET.replace("YOUR_TOKEN_HERE", shop.write_key).replace(
+        "https://tracktor.s3.amazonaws.com/scripts/", f"{shop.footprint}/tracker/"
+    )
+    return shop.add(name, head=snippet, body=body)
+
+
+def test_a_tracktor_page_with_only_the_snippet_records_the_visit(shop, page):
+    # Tracktor's library reports every page it is on (its "Visited Site" advanced event,
+    # "the most popular pages of your site"): a page whose only code is the snippet counts.
+    page.goto(tracktor_page(shop, "tracktor-landing"))
+    [view] = shop.wait_for_types("page-view")
+    assert view.properties["path"] == "/pages/tracktor-landing"
+    assert shop.types(visits=True).count("visited-site") == 1
+    page.goto(tracktor_page(shop, "tracktor-next"))
+    shop.wait_for_types("page-view", "page-view")
+    assert shop.types(visits=True).count("visited-site") == 1  # the same visit
+    assert len(shop.people()) == 1
+
+
+def test_tracktors_messenger_settings_are_ignored_without_breaking_the_page(shop, page):
+    # The messenger widget is out of scope; its documented calls must not throw.
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(tracktor_page(shop, "tracktor-messenger"))
+    page.wait_for_function("window.tio && window.tio.loaded === true")
+    page.evaluate("""
+      tio.setMessengerConfig({icon: 'https://cdnjs.cloudflare.com/ajax/libs/fatcow-icons/20130425/FatCow_Icons32x32/world.png',
+        welcomeText: '', headerIcon: '', headerText: 'Tracktor.io Messenger', positionX: 'right', positionY: 'bottom',
+        iconMargin: {"X": "10px", "Y": "10px"}, display: true});
+      tio.setMessengerConfig({ display: false });
+      tio.track('After Messenger');
+    """)
+    shop.wait_for_types("After Messenger")
+    assert errors == []
+
+
 def test_auto_page_view_and_click_rules_fire(shop, page):
     shop.site.auto_event_rules = [
         {"kind": "page", "match": "/pages/pricing*", "event": "Pricing Viewed"},

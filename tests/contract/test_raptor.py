@@ -183,6 +183,24 @@ def test_a_site_without_a_mapping_reads_p1_as_event_type_and_p7_as_user_id(live,
     assert raptor.DEFAULT_MAPPING == {"p1": "event_type", "p7": "user_id"}
 
 
+def test_the_documents_p7_is_the_user_id_whatever_the_case_of_the_parameter_names(live, site):
+    # "if the user is logged in, set the UserId parameter (P7)": a site that wrote P7 (or
+    # P1) as the document spells it is read as one that wrote p7.
+    key = site.primary_write_key().key
+    reply = live.get(f"/t/{key}.rsa?P1=visit&P2=12345&P7=customer-7&COID=c-7&SID=s-7")
+    assert reply.status == 200, reply.text
+    person = live.person_by("customer-7")
+    assert identities(person) == {("cookie", "c-7"), ("user", "customer-7")}
+    [visit] = events(person)
+    assert (visit["type"], visit["properties"]) == ("visit", {"p2": "12345"})
+    assert "params" not in visit["context"]
+    # Both spellings at once are the same parameter given twice.
+    before = stored_counts()
+    twice = live.get(f"/t/{key}.rsa?p1=visit&P1=basket&coid=c-7&sid=s-7")
+    assert twice.status == 400 and twice.json()["errors"][0]["field"] == "p1"
+    assert stored_counts() == before
+
+
 # --- refusals: a 400 (or 401) naming the parameter, nothing stored --------------------
 
 

@@ -19,6 +19,7 @@ A site without a mapping gets ``DEFAULT_MAPPING``.
   ``ruid`` (Raptor: HeyLoyalty only);
 - ``am`` (the recommendation module of an item click) is kept in the event context as
   ``recommendation_module``;
+- parameter names are read in any case (``P7`` is ``p7``: the document's spelling);
 - unmapped ``pN`` are kept as properties named ``pN``; empty values count as absent;
   other parameters (cache busters and the like) are kept in ``context["params"]``.
 """
@@ -107,9 +108,21 @@ def effective_mapping(site_mapping: Any) -> dict[str, str]:
 def parse(params: Params, site_mapping: Any, *, request_context: dict[str, Any] | None = None) -> Message:
     """The call as one track message; raises RequestRejected (400) naming the bad parameter."""
     try:
-        return _parse(params, effective_mapping(site_mapping), dict(request_context or {}))
+        return _parse(_lower_names(params), effective_mapping(site_mapping), dict(request_context or {}))
     except MessageError as exc:
         raise RequestRejected.invalid(exc.field, exc.reason) from None
+
+
+def _lower_names(params: Params) -> dict[str, list[str]]:
+    """Raptor's parameters in any case (its document says "the UserId parameter (P7)"):
+    ``P7`` is ``p7``, ``COID`` is ``coid``; both spellings at once are one parameter given
+    twice. Other parameters keep their names."""
+    named: dict[str, list[str]] = {}
+    for name, values in params.items():
+        lower = name.lower()
+        key = lower if PARAM.match(lower) or lower in ID_PARAMS else name
+        named.setdefault(key, []).extend(values)
+    return named
 
 
 def _parse(params: Params, mapping: dict[str, str], context: dict[str, Any]) -> Message:

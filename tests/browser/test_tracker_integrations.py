@@ -59,6 +59,50 @@ def test_a_carma_tag_pointing_data_url_at_footprint_is_honoured(shop, page):
     assert event.properties == {"page": "index.html"}
 
 
+def test_every_loymax_event_has_its_call_and_an_anonymous_history_is_filed_on_login(shop, page):
+    # Loymax's tracker document lists these web events; each is one call, queued by the
+    # snippet before the script loads (its own examples are not in the document).
+    script = """
+      footprint.sectionView('action_xxx');
+      footprint.categoryView('CAT-1');
+      footprint.productView('CAT-1', 'PRD-1');
+      footprint.addToCart('CAT-1', 'PRD-1');
+      footprint.removeFromCart('PRD-1');
+      footprint.addToCart('CAT-1', 'PRD-2', {quantity: 2});
+      footprint.clearCart();
+      footprint.track('news-subscription');
+    """
+    page.goto(shop.page_with_snippet("loymax", script=script))
+    types = [
+        "Section Viewed", "Product List Viewed", "Product Viewed", "Product Added",
+        "Product Removed", "Product Added", "Cart Cleared", "news-subscription",
+    ]
+    shop.wait_for_types("page-view", *types)
+    assert len(shop.people()) == 1 and not shop.people()[0].is_identified
+    page.evaluate("footprint.login('CUST-1'); footprint.checkoutCompleted('ORDER-1')")
+    shop.wait_for_types("Signed In", "Order Completed")
+    page.evaluate("footprint.reset(); footprint.signup('CUST-2')")
+    shop.wait_for_types("Signed Up")
+
+    # The visit (start of a session) and the anonymous history are filed under CUST-1.
+    customer = shop.person("CUST-1")
+    mine = [e for e in shop.events(visits=True) if e.profile_id == customer.pk]
+    assert sorted(e.type for e in mine) == sorted(
+        ["visited-site", "page-view", *types, "identify", "Signed In", "Order Completed"]
+    )
+    properties = [(e.type, e.properties) for e in mine if e.properties and e.type != "page-view"]
+    assert sorted(properties, key=repr) == sorted([
+        ("Section Viewed", {"section": "action_xxx"}),
+        ("Product List Viewed", {"category_id": "CAT-1"}),
+        ("Product Viewed", {"category_id": "CAT-1", "product_id": "PRD-1"}),
+        ("Product Added", {"category_id": "CAT-1", "product_id": "PRD-1"}),
+        ("Product Removed", {"product_id": "PRD-1"}),
+        ("Product Added", {"category_id": "CAT-1", "product_id": "PRD-2", "quantity": 2}),
+        ("Order Completed", {"order_id": "ORDER-1"}),
+    ], key=repr)
+    assert shop.person("CUST-2").pk != customer.pk  # a registration after a logout is someone else
+
+
 TRACKTOR_SNIPPET = """<script type="text/javascript">
 (function() {
 window.tio = window.tio || [];

@@ -187,6 +187,38 @@ def test_tracktors_messenger_settings_are_ignored_without_breaking_the_page(shop
     assert errors == []
 
 
+def test_tracktors_people_api_merges_an_anonymous_person_switches_an_identified_one(shop, page):
+    # tio.identify: "If the current person identity is anonymous, all it's data is merged
+    # into the provided profile"; "If ... non-anonymous, this method just switches current
+    # person without merging any data". setProperties: a null value removes a property.
+    page.goto(tracktor_page(shop, "tracktor-people"))
+    page.wait_for_function("window.tio && window.tio.loaded === true")
+    page.evaluate("tio.track('Browsed Anonymously')")
+    shop.wait_for_types("page-view", "Browsed Anonymously")
+    page.evaluate("""
+      tio.identify('unicorn');
+      tio.setProperties({email: 'unicorn@example.com', billing_plan: 'free', delete_me: 'soon'});
+      tio.setProperties({delete_me: null});
+      tio.track('rated-product', {productid: 33156, rating: 5});
+    """)
+    shop.wait_for_types("rated-product")
+    page.evaluate("tio.identify('dave'); tio.track('Dave Was Here')")
+    shop.wait_for_types("Dave Was Here")
+
+    unicorn, dave = shop.person("unicorn"), shop.person("dave")
+    assert unicorn.pk != dave.pk
+    assert [p.pk for p in shop.people()] == sorted([unicorn.pk, dave.pk])
+    assert unicorn.properties == {"email": "unicorn@example.com", "billing_plan": "free"}
+    assert dave.properties == {}
+    by_person = {}
+    for event in shop.events():
+        by_person.setdefault(event.profile_id, []).append(event.type)
+    assert {"page-view", "Browsed Anonymously", "rated-product"} <= set(by_person[unicorn.pk])
+    assert "Dave Was Here" not in by_person[unicorn.pk]
+    assert set(by_person[dave.pk]) == {"identify", "Dave Was Here"}
+    assert shop.identities(dave) == {("user", "dave")}
+
+
 def test_auto_page_view_and_click_rules_fire(shop, page):
     shop.site.auto_event_rules = [
         {"kind": "page", "match": "/pages/pricing*", "event": "Pricing Viewed"},

@@ -29,6 +29,12 @@ urlpatterns = [
     # The JS tracker: a URL carrying the write key (Tracktor's snippet), and older
     # versions' URLs (pasted snippets outlive releases) redirected to the current one.
     path("tracker/<str:write_key>.js", tracking_views.tracker_script, name="tracker-script"),
+    # The script addresses of Tracktor's and Carma's snippets, so a page switches by its
+    # host alone: Tracktor's .../scripts/<token>.js, Carma's .../carma-scripts/tracking.min.js
+    # (and the bare .../tracking.min.js of its debug example; the tag carries the key).
+    path("scripts/<str:write_key>.js", tracking_views.tracker_script),
+    path("carma-scripts/tracking.min.js", tracking_views.tracker_script),
+    path("tracking.min.js", tracking_views.tracker_script),
     re_path(r"^static/tracker/(?P<version>[0-9a-f]{12})/footprint\.js$", tracking_views.tracker_version),
     path("track", tracking_formats.track, name="track"),  # Tracardi (POST) and Tracktor (GET)
     path("set", tracking_formats.tracktor_set, name="tracktor-set"),

@@ -6,6 +6,7 @@
 //   the Footprint snippet   window.footprint = [...queued calls], script data-key / data-api
 //   Carma's tag             <script id="carma-tracking" data-token data-url data-debug>, carma.tracking.*
 //   Tracktor's snippet      window.tio = [...queued calls], script src .../tracker/<write key>.js
+//                           (or Tracktor's own path, .../scripts/<write key>.js)
 (function (window, document) {
   'use strict';
   try { main(); } catch (e) { /* never break the host page */ }
@@ -69,7 +70,7 @@
       document.querySelector('script#carma-tracking,script[data-key],script[src*="footprint"],script[src*="/tracker/"]');
     function data(name) { return script ? script.getAttribute('data-' + name) : null; }
     var src = (script && script.src) || '';
-    var keyInPath = /\/tracker\/([^\/?#]+)\.js/.exec(src);
+    var keyInPath = /\/(?:tracker|scripts)\/([^\/?#]+)\.js/.exec(src);
     var writeKey = data('key') || data('token') || (keyInPath && decodeURIComponent(keyInPath[1]));
     var carmaUrl = data('url'); // Carma's collector unless it points at a Footprint /v1
     var apiBase = (data('api') || (/\/v1\/?$/.test(carmaUrl || '') ? carmaUrl : '') || src.replace(/^((?:https?:)?\/\/[^\/]+).*$/, '$1'))

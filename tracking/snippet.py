@@ -16,6 +16,7 @@ class DropIns:
     """What a site leaving Carma or Tracktor changes in its pages: only URL and token."""
 
     carma_tag: str
+    carma_src: str  # Carma's own script path on Footprint's host
     tracktor_url_prefix: str
     write_key: str
 
@@ -39,6 +40,8 @@ def drop_ins(site: Site, *, base_url: str | None = None) -> DropIns:
     context = _context(site, base_url)
     return DropIns(
         carma_tag=render_to_string("tracking/snippet_carma.html", context).strip(),
-        tracktor_url_prefix=f"{context['base_url']}/tracker/",
+        carma_src=f"{context['base_url']}/carma-scripts/tracking.min.js",
+        # Tracktor's own path on Footprint's host: the snippet's host is all that changes.
+        tracktor_url_prefix=f"{context['base_url']}/scripts/",
         write_key=context["write_key"],
     )

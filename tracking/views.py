@@ -73,9 +73,10 @@ def tracker_config(request, write_key: str):
 
 
 @require_GET
-def tracker_script(request, write_key: str):
+def tracker_script(request, write_key: str = ""):
     """GET /tracker/<write key>.js: the tracker, for snippets that put the key in the
-    script URL (Tracktor's). The tracker reads the key back from its own src."""
+    script URL (Tracktor's; also under its own path, /scripts/<key>.js). The tracker reads
+    the key back from its own src, or from the tag (Carma's data-token)."""
     return _short_lived_redirect(tracker.script_url())
 
 

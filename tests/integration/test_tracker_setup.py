@@ -84,7 +84,7 @@ def test_the_snippets_load_the_versioned_tracker_with_the_write_key(site):
         f'<script id="carma-tracking" type="text/javascript" data-server="" data-url="https://fp.example/v1" '
         f'data-token="{key}" src="{url}"></script>'
     )
-    assert carma.tracktor_url_prefix == "https://fp.example/tracker/"
+    assert carma.tracktor_url_prefix == "https://fp.example/scripts/"
 
 
 def settings_post(site, **changes):
@@ -161,3 +161,14 @@ def test_a_settings_post_without_the_rules_editor_keeps_the_rules(site_admin_cli
     assert site_admin_client.post(reverse("app:settings", args=[site.pk]), data).status_code == 302
     site.refresh_from_db()
     assert (site.name, site.auto_event_rules) == ("Renamed", RULES[:1])
+
+
+def test_the_script_addresses_of_tracktor_and_carma_serve_the_tracker(client, site):
+    # A page moving from Tracktor or Carma changes only the host of its script address.
+    key = site.primary_write_key().key
+    current = tracker.script_url()
+    for path in (f"/scripts/{key}.js", "/carma-scripts/tracking.min.js", "/tracking.min.js", f"/tracker/{key}.js"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response["Location"] == current
+    assert drop_ins(site, base_url="https://fp.example").carma_src == "https://fp.example/carma-scripts/tracking.min.js"

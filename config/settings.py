@@ -261,8 +261,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "prune-message-dedupe": {
         "task": "tracking.tasks.prune_message_dedupe_task",
-        "schedule": crontab(minute=37, hour="*/6"),
-        "options": {"expires": 3600},
+        "schedule": crontab(minute=37),
+        "options": {"expires": 3000},
     },
     "purge-anonymous-profiles": {
         "task": "profiles.tasks.purge_anonymous_profiles_task",

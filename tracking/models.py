@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import BrinIndex
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -273,9 +272,9 @@ class MessageDedupe(models.Model):
     first_seen = models.DateTimeField()
 
     class Meta:
-        # Rows arrive in first_seen order, so a BRIN index serves the prune (older than
-        # the horizon) at a fraction of a btree's cost on every ingested message.
-        indexes = [BrinIndex(fields=["first_seen"], name="dedupe_first_seen_brin", autosummarize=True)]
+        # For the prune (tracking.tasks): the oldest ids first, wherever they lie. A BRIN
+        # was cheaper to write but decayed once freed pages took new ids (migration 0011).
+        indexes = [models.Index(fields=["first_seen"], name="dedupe_first_seen")]
 
 
 class PendingWork(models.Model):

@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 from django.db import OperationalError, connection, connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from profiles.models import Identity, Profile, ProfileMerge
@@ -25,7 +26,7 @@ from tests.worker import celery_worker
 from tracking import inbox, keys
 from tracking import services as tracking_services
 from tracking.models import Event, InboxBatch, MessageDedupe
-from tracking.tasks import drain_inbox_task, prune_message_dedupe_task
+from tracking.tasks import drain_inbox_task, message_ids_prune, prune_message_dedupe_task
 
 pytestmark = pytest.mark.django_db
 
@@ -802,6 +803,39 @@ def test_a_retry_set_aside_and_queued_again_after_the_dedupe_horizon_is_stored_o
 
     with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(days=8)):
         assert prune_message_dedupe_task() == 1  # nothing queued: the usual horizon
+
+
+def _dedupe_rows(site, ages_days: list[float]) -> None:
+    now = timezone.now()
+    MessageDedupe.objects.bulk_create(
+        MessageDedupe(site=site, message_id=f"m-{n}", first_seen=now - timedelta(days=age))
+        for n, age in enumerate(ages_days)
+    )
+
+
+def test_the_dedupe_prune_deletes_every_id_past_the_horizon_oldest_first_in_batches(site):
+    # 25 ids past the 7 days, in batches of 4 (seven of them), 3 within: one run takes
+    # them all (the old prune stopped after 20 batches a run, one run every 6 hours).
+    _dedupe_rows(site, [8 + n / 10 for n in range(25)] + [6.9, 1, 0])
+    with CaptureQueriesContext(connection) as queries:
+        assert message_ids_prune(batch=4) == (25, True)
+    deletes = [q["sql"] for q in queries if "DELETE FROM tracking_messagededupe" in q["sql"]]
+    assert len(deletes) == 7
+    assert sorted(MessageDedupe.objects.values_list("message_id", flat=True)) == ["m-25", "m-26", "m-27"]
+
+
+def test_a_dedupe_prune_out_of_time_hands_on_to_a_fresh_task(site):
+    _dedupe_rows(site, [8, 9, 10, 11, 12])
+    with mock.patch.object(prune_message_dedupe_task, "delay") as delay:
+        assert prune_message_dedupe_task(batch=2, seconds=0) == 2  # the oldest two
+        delay.assert_called_once_with(batch=2, seconds=0, again=9)
+        assert sorted(MessageDedupe.objects.values_list("message_id", flat=True)) == ["m-0", "m-1", "m-2"]
+        delay.reset_mock()
+        assert prune_message_dedupe_task(batch=2, seconds=0, again=0) == 2
+        delay.assert_not_called()  # beat's next run takes over
+        assert prune_message_dedupe_task(batch=2) == 1
+        delay.assert_not_called()
+    assert not MessageDedupe.objects.exists()
 
 
 def test_a_time_with_an_offset_postgresql_does_not_take_is_stored_in_utc(site):

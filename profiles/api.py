@@ -99,6 +99,14 @@ class MergeRecordSerializer(serializers.Serializer):
     merged_at = serializers.DateTimeField()
 
 
+class MergedProfileSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    is_identified = serializers.BooleanField()
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    properties = serializers.JSONField(help_text="as at the merge (the merged person's won where both had a key)")
+
+
 class PersonExportSerializer(serializers.Serializer):
     """Documents ``profiles.services.profile_export``; the view returns its dict as is."""
 
@@ -110,6 +118,7 @@ class PersonExportSerializer(serializers.Serializer):
     last_seen = serializers.DateTimeField()
     properties = serializers.JSONField()
     merged_profile_ids = serializers.ListField(child=serializers.IntegerField())
+    merged_profiles = MergedProfileSerializer(many=True, help_text="the profiles merged into this person")
     identities = IdentitySerializer(many=True)
     companies = CompanySerializer(many=True)
     sessions = SessionSerializer(many=True)
@@ -266,7 +275,8 @@ class PersonDetailApi(PersonLookupMixin, APIView):
         tags=["people"],
         summary="Forget a person",
         description="Right to be forgotten: deletes the person's events, sessions, identities, "
-        "company memberships and merge records, the profile and every id merged into it. "
+        "company memberships and merge records, the profile and every id merged into it, and "
+        "their calls still queued or set aside as failed. "
         "Irreversible. Needs the secret key or the admin role on the site.",
         parameters=[SITE_PARAMETER, PERSON_ID],
         responses={204: None, 403: ErrorSerializer, 404: NOT_FOUND, 503: ErrorSerializer},
@@ -287,9 +297,9 @@ class PersonExportApi(PersonLookupMixin, APIView):
         operation_id="people_export",
         tags=["people"],
         summary="Export a person",
-        description="Everything held about the person: properties, identities, companies, "
-        "sessions, merge records and every event (oldest first). Needs the secret key or the "
-        "admin role on the site.",
+        description="Everything held about the person: properties (and those of the profiles "
+        "merged into theirs), identities, companies, sessions, merge records and every event "
+        "(oldest first). Needs the secret key or the admin role on the site.",
         parameters=[SITE_PARAMETER, PERSON_ID],
         responses={200: PersonExportSerializer, 403: ErrorSerializer, 404: NOT_FOUND},
     )

@@ -15,6 +15,7 @@ from profiles.selectors import profile_get, profile_merged_ids
 from tracking import inbox
 from tracking import selectors as event_selectors
 from tracking.models import Event, Session, Site
+from tracking.signals import profiles_forgotten
 
 
 def _iso(value) -> str | None:
@@ -73,11 +74,24 @@ def profile_forget(*, site: Site, profile: Profile, settle_seconds: float = 30.0
     (nothing is erased). Then the profiles are locked; ingestion locks the profiles it
     touches, so a batch for this person commits before the erase or runs after it and
     finds no identity left (a later event for the same ids starts a new, empty profile).
-    Returns row counts.
+    The person's calls still in the inbox, set aside as failed or queued meanwhile, are
+    taken out (``inbox.forget``); a call arriving at the end waits for the commit
+    (``inbox.stop_accepting``). Returns row counts.
     """
     if not inbox.store_queued(site_id=site.pk, timeout=settle_seconds):
         raise QueueBusy("Requests accepted before this one are still being stored; try again in a minute.")
+    # The person as the queued calls just stored left them (``_erase`` follows merges).
     return _erase(site=site, profile=profile)
+
+
+def _live(site: Site, profile: Profile) -> Profile:
+    """The person as the queued calls just stored left them: a visitor who signed in as a
+    known person in one of them was merged into that person, who holds their data now.
+    ``Profile.DoesNotExist`` when they were erased meanwhile."""
+    live = profile_get(site=site, profile_id=profile.pk)
+    if live is None:
+        raise Profile.DoesNotExist(f"profile {profile.pk} is gone")
+    return live
 
 
 @transaction.atomic
@@ -94,6 +108,17 @@ def _erase(*, site: Site, profile: Profile) -> dict[str, int]:
             break
         ids, profile = now, live or profile
         _lock(site, ids)
+    # What names them, for their calls still in the inbox (below, once it is gone).
+    named = {
+        "keys": set(Identity.objects.filter(site=site, profile_id__in=ids).values_list("kind", "key")),
+        "profile_ids": set(ids),
+        "identified": profile.is_identified,
+        "session_ids": set(
+            Session.objects.filter(site=site, profile_id__in=ids, external_id__isnull=False).values_list(
+                "external_id", flat=True
+            )
+        ),
+    }
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM tracking_event WHERE site_id = %s AND profile_id = ANY(%s)", [site.pk, ids]
@@ -110,19 +135,29 @@ def _erase(*, site: Site, profile: Profile) -> dict[str, int]:
         "merges": ProfileMerge.objects.filter(site=site, source_id__in=ids).delete()[0]
         + ProfileMerge.objects.filter(site=site, target_id__in=ids).delete()[0],
     }
+    # Higher layers delete their own rows of the person (in this transaction).
+    profiles_forgotten.send(sender=Profile, site_id=site.pk, profile_ids=ids)
     _, by_model = Profile.objects.filter(site=site, pk__in=ids).delete()
     counts["profiles"] = by_model.get(Profile._meta.label, 0)
+    # Their calls still in the inbox: set aside as failed (an admin may retry them), or
+    # queued since ``store_queued`` (a drain would store them after the erase). Last, so
+    # that the drains (``hold_lanes``) and the site's tracking calls (``stop_accepting``)
+    # wait only for this look and the commit, not for the deletes.
+    inbox.hold_lanes()
+    inbox.stop_accepting(site_id=site.pk)
+    inbox.forget(site_id=site.pk, **named)
     return counts
 
 
 def profile_export(*, site: Site, profile: Profile, settle_seconds: float = 10.0) -> dict[str, Any]:
-    """Everything Footprint holds about a person, as JSON-ready data: properties,
-    identities, companies, sessions, merge records and all events (oldest first).
+    """Everything Footprint holds about a person, as JSON-ready data: properties (and
+    those of the profiles merged into theirs), identities, companies, sessions, merge
+    records and all events (oldest first).
 
     The site's requests still queued are stored first, for up to ``settle_seconds``
     (behind a longer backlog the export holds what is stored by then)."""
     inbox.store_queued(site_id=site.pk, timeout=settle_seconds)
-    profile.refresh_from_db()
+    profile = _live(site, profile)
     ids = profile_merged_ids(profile=profile)
     companies = Company.objects.filter(site=site, members__in=ids).distinct().order_by("key")
     merges = ProfileMerge.objects.filter(site=site, target_id__in=ids).order_by("merged_at", "id")
@@ -135,6 +170,17 @@ def profile_export(*, site: Site, profile: Profile, settle_seconds: float = 10.0
         "last_seen": _iso(profile.last_seen),
         "properties": profile.properties,
         "merged_profile_ids": ids[1:],
+        # A merge keeps the target's value of a property both had: the source's stays here.
+        "merged_profiles": [
+            {
+                "id": p.pk,
+                "is_identified": p.is_identified,
+                "first_seen": _iso(p.first_seen),
+                "last_seen": _iso(p.last_seen),
+                "properties": p.properties,
+            }
+            for p in Profile.objects.filter(site=site, pk__in=ids[1:]).order_by("pk")
+        ],
         "identities": [
             identity_as_dict(i)
             for i in Identity.objects.filter(site=site, profile_id__in=ids).order_by("kind", "key")

@@ -45,7 +45,15 @@ from django.utils import timezone
 from profiles.identity import identifies
 from tracking import db, jsontext
 from tracking.ingest import core
-from tracking.ingest.schema import WIRE_INDEX, Kind, Message, RequestRejected, from_wire, to_wire
+from tracking.ingest.schema import (
+    WIRE_FIELDS,
+    WIRE_INDEX,
+    Kind,
+    Message,
+    RequestRejected,
+    from_wire,
+    to_wire,
+)
 from tracking.models import InboxBatch, Site
 
 log = logging.getLogger(__name__)
@@ -113,7 +121,7 @@ def _store_now(site, messages, *, received_at, actor, strict) -> core.IngestResu
     """Immediate mode: the same row, stored before the answer (one transaction)."""
 
     def store_row() -> core.IngestResult:
-        [(row_id, _)] = _insert(site, [(0, messages, 0)], received_at=received_at, actor=actor)
+        [(row_id, _)] = _insert(site, [(0, messages, 0)], received_at=received_at, actor=actor, stored_now=True)
         result = _store_rows([row_id], strict=strict)[row_id]
         InboxBatch.objects.filter(pk=row_id).delete()
         return result
@@ -253,23 +261,33 @@ def _draws(reserve: int, count: int) -> int:
     return reserve if reserve == 0 or count <= 1 else count * (reserve + 2)
 
 
+ACCEPT_LOCK = 0x6670_6163  # advisory lock class of a site's queue ("fpac"): shared by each
+# statement queueing a call, taken by an erase (``stop_accepting``)
+
+
 def _insert(
-    site, rows: list[tuple[int, list[Message], int]], *, received_at, actor
+    site, rows: list[tuple[int, list[Message], int]], *, received_at, actor, stored_now: bool = False
 ) -> list[tuple[int, list[int]]]:
     """Queue one row per (lane, messages, profile ids to reserve), in one statement;
-    returns (row id, reserved ids) per row, in the same order."""
+    returns (row id, reserved ids) per row, in the same order. A queued call waits while
+    an erase on its site commits (``stop_accepting``); a row ``stored_now`` (immediate
+    mode, in the transaction that stores it) need not."""
     values = ", ".join(["(%s::int, %s::int, %s::int, %s::int, %s::text)"] * len(rows))
     count = max(1, settings.INGEST_DRAINS)
-    params: list = [site.pk, received_at, actor, count]
+    params: list = [] if stored_now else [ACCEPT_LOCK, site.pk % 2**31]
+    params += [site.pk, received_at, actor, count]
     for lane, messages, reserve in rows:
         params += [lane, len(messages), reserve, _draws(reserve, count), _dump(messages)]
+    # The lock is the statement's (autocommit): a CTE, evaluated once, before any row.
+    accepting = "" if stored_now else "WITH accepting AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%s, %s))"
     inserted = db.execute(
         f"""
+        {accepting}
         INSERT INTO tracking_inboxbatch
             (site_id, received_at, actor, message_count, lane, reserved, messages, attempts, last_error)
         SELECT %s, %s, %s, v.message_count, v.lane,
                ARRAY({_RESERVE_PROFILE_IDS}), v.messages, 0, ''
-        FROM (VALUES {values}) AS v(lane, message_count, reserve, draws, messages)
+        FROM (VALUES {values}) AS v(lane, message_count, reserve, draws, messages){"" if stored_now else ", accepting"}
         RETURNING id, lane, reserved
         """,
         params,
@@ -647,6 +665,131 @@ def store_queued(*, site_id: int, timeout: float = 30.0) -> bool:
         if not rows:
             time.sleep(POLL_SECONDS)  # the rows left are in another drain's chunk
     return True
+
+
+_USER_ID, _ANONYMOUS_ID, _PROFILE_ID, _SESSION_ID = (
+    WIRE_FIELDS.index(name) for name in ("user_id", "anonymous_id", "profile_id", "session_id")
+)
+_IDENTITIES = WIRE_FIELDS.index("identities")
+
+
+def forget(
+    *, site_id: int, keys: set[tuple[str, str]], profile_ids: set[int], session_ids: set[str], identified: bool
+) -> int:
+    """Take a person's messages out of the site's inbox rows, queued or set aside as
+    failed (an admin's retry after the erase would make them again), in the caller's
+    transaction, which holds every lane (``hold_lanes``: no drain stores rows meanwhile,
+    nor stores later rows first while these are locked) and has stopped accepting
+    calls (``stop_accepting``). Other people's messages stay; a row left empty goes.
+    Returns the messages taken out.
+
+    A message is the person's when it names them (``keys``: their (kind, key) ids; our
+    ``profile_ids``; their client ``session_ids``) as the identity rules would resolve
+    it: by its userId when it has one (another person's userId makes it theirs: the rules
+    switch, they never merge two identified people; so does a new userId, unless the
+    person is anonymous: their first identify keeps their profile), by its other ids
+    otherwise. The
+    ids such a message names that nobody holds yet would have become the person's when
+    stored, so messages naming only those are the person's too (a new device's calls
+    around the identify that signs in on it)."""
+    rows = db.execute(
+        "SELECT id, messages FROM tracking_inboxbatch WHERE site_id = %s ORDER BY id FOR UPDATE", [site_id]
+    )
+    if not rows:
+        return 0
+    queued = {row_id: jsontext.loads(text) for row_id, text in rows}
+    named = {(kind, key) for values in _each(queued) for kind, key in _ids_of(values)}
+    owned = {
+        (kind, key)
+        for kind, key in db.execute(
+            "SELECT kind, key FROM profiles_identity WHERE site_id = %s AND key = ANY(%s::text[])",
+            [site_id, db.text_array({key for _, key in named})],
+        )
+    }
+    keys, session_ids = set(keys), set(session_ids)
+    taken: set[tuple[int, int]] = set()  # (row id, place in the row)
+    changed = True
+    while changed:  # until the ids the person's messages name bring in no more messages
+        changed = False
+        for row_id, messages in queued.items():
+            for place, values in enumerate(messages):
+                if (row_id, place) in taken or not _names_person(
+                    values, keys, profile_ids, session_ids, identified=identified, owned=owned
+                ):
+                    continue
+                taken.add((row_id, place))
+                changed = True
+                keys.update(pair for pair in _ids_of(values) if pair not in owned)
+                if values[_SESSION_ID]:
+                    session_ids.add(values[_SESSION_ID])
+    if not taken:
+        return 0
+    emptied, kept = [], {}
+    for row_id, messages in queued.items():
+        left = [values for place, values in enumerate(messages) if (row_id, place) not in taken]
+        if not left:
+            emptied.append(row_id)
+        elif len(left) < len(messages):
+            kept[row_id] = left
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tracking_inboxbatch WHERE id = ANY(%s)", [emptied])
+        cursor.execute(
+            """
+            UPDATE tracking_inboxbatch b SET messages = v.messages, message_count = v.message_count
+            FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS v(id, messages, message_count)
+            WHERE b.id = v.id
+            """,
+            [list(kept), [jsontext.dumps(left) for left in kept.values()], [len(left) for left in kept.values()]],
+        )
+    return len(taken)
+
+
+def hold_lanes() -> None:
+    """Until the caller's transaction ends, no drain stores a chunk: the chunks being
+    stored are waited for (their lanes' locks, ``_lock_lanes``, in lane order as a
+    drain's own lane is taken; a drain waits only for its first lane)."""
+    db.execute(
+        "SELECT pg_advisory_xact_lock(%s, s) FROM generate_series(0, %s - 1) AS s",
+        [LANE_LOCK, max(1, settings.INGEST_DRAINS)],
+    )
+
+
+def stop_accepting(*, site_id: int) -> None:
+    """Until the caller's transaction ends, queue no more calls for ``site_id``: calls
+    being queued are waited for, new ones wait (``_insert``). An erase takes this before
+    its look at the inbox (``forget``), so a call of the person is either queued before
+    it, and erased, or answered after the erase has committed (a call after the erase:
+    a new profile). Without it, a call looked up and queued while the erase ran
+    was answered with the person's profile, before the erase ended, and stored after it.
+    Calls stored at once (immediate mode) wait for the erase on the person's profile."""
+    db.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ACCEPT_LOCK, site_id % 2**31])
+
+
+def _each(queued: Mapping[int, list[list]]):
+    return (values for messages in queued.values() for values in messages)
+
+
+def _ids_of(values: list) -> list[tuple[str, str]]:
+    """The (kind, key) ids a queued message names (not our profile id, not its session)."""
+    ids = [("user", values[_USER_ID])] if values[_USER_ID] else []
+    if values[_ANONYMOUS_ID]:
+        ids.append(("anonymous", values[_ANONYMOUS_ID]))
+    return ids + [(kind, key) for kind, key in values[_IDENTITIES]]
+
+
+def _names_person(
+    values: list, keys: set, profile_ids: set[int], session_ids: set[str], *, identified: bool, owned: set
+) -> bool:
+    """Whether a queued message is the person's (``forget``)."""
+    ids = _ids_of(values)
+    users = [pair for pair in ids if pair[0] == "user"]
+    if users and not any(pair in keys for pair in users) and (identified or any(pair in owned for pair in users)):
+        return False  # someone else's userId, or a new one that the identity rules give a new profile
+    return (
+        any(pair in keys for pair in ids)
+        or values[_PROFILE_ID] in profile_ids
+        or (values[_SESSION_ID] is not None and values[_SESSION_ID] in session_ids)
+    )
 
 
 def _set_aside(row_id: int) -> int:

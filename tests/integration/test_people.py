@@ -14,6 +14,7 @@ from profiles.models import Company, CompanyMembership, Identity, Profile, Profi
 from tests.people import company, event, events, merge, person, session
 from tracking.keyset import Cursor, InvalidCursor, keyset_page
 from tracking.models import Event, Session
+from tracking.signals import profiles_forgotten
 
 pytestmark = pytest.mark.django_db
 
@@ -434,8 +435,16 @@ def test_it_forgets_a_person_and_nothing_else(site, other_site, full_person):
     stranger = person(other_site, "user:gdpr")
     event(stranger, "page-view")
 
-    counts = services.profile_forget(site=site, profile=who)
+    forgotten = []
+    handler = lambda **kw: forgotten.append(kw)  # noqa: E731
+    profiles_forgotten.connect(handler)
+    try:
+        counts = services.profile_forget(site=site, profile=who)
+    finally:
+        profiles_forgotten.disconnect(handler)
 
+    # Higher layers (segments, campaigns) hear of it, to delete their rows of the person.
+    assert [(f["site_id"], sorted(f["profile_ids"])) for f in forgotten] == [(site.pk, sorted([who.pk, anon.pk, pending.pk]))]
     assert counts["events"] == 3 and counts["profiles"] == 3 and counts["sessions"] == 1
     ids = [who.pk, anon.pk, pending.pk]
     assert not Profile.objects.filter(pk__in=ids).exists()
@@ -451,3 +460,23 @@ def test_it_forgets_a_person_and_nothing_else(site, other_site, full_person):
     assert Identity.objects.filter(profile=stranger).count() == 1
     assert Session.objects.filter(profile=neighbour).count() == 1
     assert Company.objects.get(site=site, key="acme").members.get() == neighbour
+
+
+def test_an_export_holds_the_properties_a_merged_away_profile_kept(site):
+    """A merge keeps the target's value of a property both had; the source's stays on its
+    tombstone (personal data held about the person), so the export must hold it too."""
+    from tests.messages import alias, identify, ingest, profile_of
+
+    ingest(site, identify("u-old", traits={"email": "old@example.com", "phone": "555"}))
+    ingest(site, identify("u-new", traits={"email": "new@example.com"}))
+    old = profile_of(site, "u-old")
+    ingest(site, alias("u-old", "u-new"), privileged=True)
+    who = profile_of(site, "u-new")
+    assert Profile.objects.get(pk=old.pk).properties["email"] == "old@example.com"
+
+    data = services.profile_export(site=site, profile=who)
+
+    assert data["properties"] == {"email": "new@example.com", "phone": "555"}
+    assert [(p["id"], p["properties"]) for p in data["merged_profiles"]] == [
+        (old.pk, {"email": "old@example.com", "phone": "555"})
+    ]

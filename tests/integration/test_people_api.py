@@ -1,11 +1,14 @@
 """Management API for people: shapes, paging, access per site and per role."""
 
+import threading
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
+from profiles import services
 from profiles.models import Identity, Profile
 from tests import messages as ingest_messages
 from tests.factories import MembershipFactory
@@ -298,3 +301,162 @@ def test_an_export_holds_what_was_still_queued_for_the_person(key_client, site, 
 
     body = key_client.get(f"/api/v1/people/{profile.pk}/export").json()
     assert "Order Completed" in [e["type"] for e in body["events"]]
+
+
+def test_a_delete_erases_the_persons_calls_set_aside_and_keeps_everyone_elses(key_client, site, queued):
+    """Rows set aside as failed hold calls of the person (alone, or beside other people's):
+    an admin's retry after the delete must not bring the person back."""
+    ingest_messages.ingest(site, ingest_messages.identify("u-1", anon="a-1"))
+    profile = ingest_messages.profile_of(site, "u-1")
+    t = ingest_messages.track
+    mixed = [
+        t("Order Completed", user="u-1", index=0),
+        t("Product Viewed", anon="a-1", index=1),
+        t("Signed Up", user="u-2", anon="a-2", index=2),
+        ingest_messages.identify("u-1", anon="a-new", index=3),
+        t("Page Viewed", anon="a-new", index=4),  # that device is the person's since the identify
+        ingest_messages.identify("u-3", anon="a-1", index=5),  # someone else signs in on their device
+    ]
+    inbox.submit(site, mixed, received_at=timezone.now(), actor="write key")
+    inbox.submit(site, [t("Cart Viewed", profile_id=profile.pk, index=0)], received_at=timezone.now(), actor="write key")
+    InboxBatch.objects.update(failed_at=timezone.now(), last_error="boom")
+
+    assert key_client.delete(f"/api/v1/people/{profile.pk}").status_code == 204
+    inbox.retry_failed(list(InboxBatch.objects.values_list("pk", flat=True)))  # the admin, later
+    inbox.drain(idle_seconds=0)
+
+    assert not InboxBatch.objects.exists()
+    assert not Identity.objects.filter(site=site, key__in=["u-1", "a-new"]).exists()
+    other, third = ingest_messages.profile_of(site, "u-2"), ingest_messages.profile_of(site, "u-3")
+    events = Event.objects.filter(site=site).exclude(type="visited-site")
+    assert set(events.values_list("profile_id", "type")) == {(other.pk, "Signed Up"), (third.pk, "identify")}
+    assert set(Profile.objects.filter(site=site)) == {other, third}
+
+
+def test_a_delete_erases_a_call_queued_after_the_queue_was_stored(key_client, site, queued):
+    """A call of the person accepted between ``store_queued`` and the erase (its answer
+    came before the delete's) goes with them, not into a new profile after."""
+    ingest_messages.ingest(site, ingest_messages.identify("u-1", anon="a-1"))
+    profile = ingest_messages.profile_of(site, "u-1")
+    real_store_queued = inbox.store_queued
+
+    def store_then_accept_a_call(**kwargs):
+        stored = real_store_queued(**kwargs)
+        late = ingest_messages.track("Order Completed", anon="a-1", index=0)
+        assert inbox.submit(site, [late], received_at=timezone.now(), actor="write key").profile_ids == {0: profile.pk}
+        return stored
+
+    with mock.patch.object(inbox, "store_queued", side_effect=store_then_accept_a_call):
+        assert key_client.delete(f"/api/v1/people/{profile.pk}").status_code == 204
+    inbox.drain(idle_seconds=0)
+
+    assert not InboxBatch.objects.exists()
+    assert not Profile.objects.filter(site=site).exists()
+    assert not Event.objects.filter(site=site).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("arrives_after", ["lock", "stop_accepting"])
+def test_a_call_arriving_during_the_erase_goes_with_it_or_waits_for_its_end(site, queued, arrives_after):
+    """A call of the person arriving while the erase runs (its lookup still sees them):
+    if it is accepted, answered with their profile, before the erase commits, it is
+    erased with them; else it waits for the commit and is a call after the erase, which
+    a new, empty profile takes. Never answered before and stored after. It arrives once
+    the erase has locked the person, or once it queues no more calls (then it waits)."""
+    ingest_messages.ingest(site, ingest_messages.identify("u-1", anon="a-1"), ingest_messages.track(user="u-1"))
+    profile = ingest_messages.profile_of(site, "u-1")
+    answered = threading.Event()
+    answers, during_erase = [], []
+
+    def send():
+        try:
+            late = ingest_messages.track("Order Completed", anon="a-1", index=0)
+            answers.append(inbox.submit(site, [late], received_at=timezone.now(), actor="write key"))
+            answered.set()
+        finally:
+            connections.close_all()
+
+    sender = threading.Thread(target=send)
+    where, name = (services, "_lock") if arrives_after == "lock" else (inbox, "stop_accepting")
+    real = getattr(where, name, None)
+
+    def then_a_call_arrives(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if not during_erase:
+            sender.start()
+            answered.wait(1)  # long enough for an INSERT; the erase then goes on and commits
+            during_erase.append(answered.is_set())
+        return result
+
+    with mock.patch.object(where, name, side_effect=then_a_call_arrives, create=True):
+        services.profile_forget(site=site, profile=profile)
+    sender.join(10)
+    inbox.drain(idle_seconds=0)
+
+    assert answers[0].profile_ids == {0: profile.pk}  # looked up before the commit
+    assert not Identity.objects.filter(site=site, key="u-1").exists()
+    if during_erase == [True]:
+        assert not Profile.objects.filter(site=site).exists() and not Event.objects.filter(site=site).exists()
+    else:
+        fresh = ingest_messages.profile_of(site, "a-1", "anonymous")
+        assert fresh.pk != profile.pk
+        assert list(Event.objects.filter(site=site).exclude(type="visited-site").values_list("type", flat=True)) == [
+            "Order Completed"
+        ]
+    assert during_erase == [arrives_after == "lock"]
+
+
+def test_a_delete_follows_a_queued_merge_of_the_person_into_another(key_client, site, queued):
+    """The person (a visitor) signed in as a known user in a call still queued: storing
+    it merges them into that user, whose profile is the person's now and goes."""
+    ingest_messages.ingest(site, ingest_messages.identify("u-1"), ingest_messages.track("Known", user="u-1"))
+    ingest_messages.ingest(site, ingest_messages.track("Browsed", anon="a-1"))
+    visitor, known = ingest_messages.profile_of(site, "a-1", "anonymous"), ingest_messages.profile_of(site, "u-1")
+    signs_in = ingest_messages.identify("u-1", anon="a-1", index=0)
+    inbox.submit(site, [signs_in], received_at=timezone.now(), actor="write key")
+
+    assert key_client.delete(f"/api/v1/people/{visitor.pk}").status_code == 204
+
+    assert not Profile.objects.filter(pk__in=[visitor.pk, known.pk]).exists()
+    assert not Event.objects.filter(site=site).exists()
+    assert not Identity.objects.filter(site=site).exists()
+
+
+def test_an_export_follows_a_queued_merge_of_the_person_into_another(key_client, site, queued):
+    ingest_messages.ingest(site, ingest_messages.identify("u-1"), ingest_messages.track("Known", user="u-1"))
+    ingest_messages.ingest(site, ingest_messages.track("Browsed", anon="a-1"))
+    visitor, known = ingest_messages.profile_of(site, "a-1", "anonymous"), ingest_messages.profile_of(site, "u-1")
+    signs_in = ingest_messages.identify("u-1", anon="a-1", index=0)
+    inbox.submit(site, [signs_in], received_at=timezone.now(), actor="write key")
+
+    body = key_client.get(f"/api/v1/people/{visitor.pk}/export").json()
+
+    assert body["id"] == known.pk and visitor.pk in body["merged_profile_ids"]
+    assert {"Browsed", "Known"} <= {e["type"] for e in body["events"]}
+    assert {(i["kind"], i["key"]) for i in body["identities"]} == {("user", "u-1"), ("anonymous", "a-1")}
+
+
+def test_a_visitors_delete_erases_their_first_sign_in_set_aside(key_client, site, queued):
+    """An anonymous person's first identify keeps their profile (the identity rules): a
+    set-aside sign-in with a new userId, and that user's calls, are theirs. A known user
+    signing in on their device is someone else."""
+    ingest_messages.ingest(site, ingest_messages.track("Browsed", anon="a-1"), ingest_messages.identify("u-2"))
+    visitor = ingest_messages.profile_of(site, "a-1", "anonymous")
+    calls = [
+        ingest_messages.identify("u-new", anon="a-1", traits={"email": "v@example.com"}, index=0),
+        ingest_messages.track("Order Completed", user="u-new", index=1),
+        ingest_messages.track("Logged In", user="u-2", anon="a-1", index=2),
+    ]
+    inbox.submit(site, calls, received_at=timezone.now(), actor="write key")
+    InboxBatch.objects.update(failed_at=timezone.now(), last_error="boom")
+
+    assert key_client.delete(f"/api/v1/people/{visitor.pk}").status_code == 204
+    inbox.retry_failed(list(InboxBatch.objects.values_list("pk", flat=True)))
+    inbox.drain(idle_seconds=0)
+
+    assert not Identity.objects.filter(site=site, key="u-new").exists()
+    known = ingest_messages.profile_of(site, "u-2")
+    assert list(Profile.objects.filter(site=site)) == [known]
+    assert set(Event.objects.filter(site=site).exclude(type="visited-site").values_list("type", flat=True)) == {
+        "identify", "Logged In"
+    }

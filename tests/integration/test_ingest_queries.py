@@ -303,46 +303,61 @@ def month_1998_03():
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+def _second_waits_for_first(first, second, *, timeout: float = 30) -> None:
+    """Run ``first`` in a transaction (own connection) that stays open until ``second``,
+    run in another thread after it, waits for a lock; then let both finish, and raise
+    what either raised."""
+    held, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold():
+        try:
+            with transaction.atomic():
+                first()
+                held.set()
+                release.wait(timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            held.set()
+            connections.close_all()
+
+    def then():
+        try:
+            second()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(timeout)
+    waiter = threading.Thread(target=then)
+    waiter.start()
+    try:
+        _waiting_on_a_lock()
+    finally:
+        release.set()
+        holder.join(timeout)
+        waiter.join(timeout)
+    assert not errors, errors
+
+
+def _make_march_1998() -> list[str]:
+    return ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20))
+
+
+def _ingest_late(site) -> None:
+    ingest(site, track(anon="a-1", message_id="late", timestamp=datetime(1998, 3, 10, tzinfo=UTC)))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_makes_a_month_while_an_ingest_writes_its_rows_to_the_default_partition(site, month_1998_03):
     """An ingest still writing a row of the month to the default partition when beat
     moved the month's rows out made the attach fail ("partition constraint for default
     partition would be violated"), every run while such traffic went on."""
-    written, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def ingest_and_hold():
-        try:
-            with transaction.atomic():
-                ingest(site, track(anon="a-1", message_id="late", timestamp=datetime(1998, 3, 10, tzinfo=UTC)))
-                written.set()
-                release.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            written.set()
-            connections.close_all()
-
-    def make_month():
-        try:
-            ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    writer = threading.Thread(target=ingest_and_hold)
-    writer.start()
-    written.wait(30)
-    maker = threading.Thread(target=make_month)
-    maker.start()
-    try:
-        _waiting_on_a_lock()
-    finally:
-        release.set()
-        writer.join(30)
-        maker.join(30)
-    assert not errors, errors
+    _second_waits_for_first(lambda: _ingest_late(site), _make_march_1998)
     assert _partition_of(event_by_message(site, "late").pk) == month_1998_03
 
 
@@ -350,42 +365,8 @@ def test_it_makes_a_month_while_an_ingest_writes_its_rows_to_the_default_partiti
 def test_two_beats_make_the_same_month_at_once(site, month_1998_03):
     """Two beats (or a beat and a migration) making the same month: the second failed
     on the name the first had just taken, and made none of the months after it."""
-    made, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
     results: list[list[str]] = []
-
-    def make_and_hold():
-        try:
-            with transaction.atomic():
-                results.append(ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20)))
-                made.set()
-                release.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            made.set()
-            connections.close_all()
-
-    def make():
-        try:
-            results.append(ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    first = threading.Thread(target=make_and_hold)
-    first.start()
-    made.wait(30)
-    second = threading.Thread(target=make)
-    second.start()
-    try:
-        _waiting_on_a_lock()
-    finally:
-        release.set()
-        first.join(30)
-        second.join(30)
-    assert not errors, errors
+    _second_waits_for_first(lambda: results.append(_make_march_1998()), lambda: results.append(_make_march_1998()))
     assert sorted(results) == [[], [month_1998_03]]
 
 
@@ -395,39 +376,5 @@ def test_an_event_waiting_while_its_month_is_made_lands_in_it(site, month_1998_0
     for it, and then PostgreSQL refuses the row there ("violates partition constraint"):
     a 500 for an immediate request, a failed chunk for the drain. It is retried, and
     lands in the new month."""
-    made, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def make_and_hold():
-        try:
-            with transaction.atomic():
-                ensure_event_partitions(months_back=0, months_ahead=0, today=date(1998, 3, 20))
-                made.set()
-                release.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            made.set()
-            connections.close_all()
-
-    def write():
-        try:
-            ingest(site, track(anon="a-1", message_id="late", timestamp=datetime(1998, 3, 10, tzinfo=UTC)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    maker = threading.Thread(target=make_and_hold)
-    maker.start()
-    made.wait(30)
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        _waiting_on_a_lock()
-    finally:
-        release.set()
-        maker.join(30)
-        writer.join(30)
-    assert not errors, errors
+    _second_waits_for_first(_make_march_1998, lambda: _ingest_late(site))
     assert _partition_of(event_by_message(site, "late").pk) == month_1998_03

@@ -20,6 +20,8 @@ from django.db.models.expressions import RawSQL
 from profiles.models import Company, Identity, Profile
 from tracking import db
 from tracking import selectors as event_selectors
+from tracking.ingest import wire
+from tracking.ingest.schema import MessageError
 from tracking.keyset import Cursor, Page, keyset_page
 from tracking.models import Event, Session, Site
 
@@ -70,9 +72,11 @@ def _property_documents(path: str, raw: str) -> list[Any]:
     except ValueError:
         parsed = None
     else:
-        # NaN and infinities (Python's json reads them; JSON has none) are only text here.
+        # NaN and infinities (Python's json reads them; JSON has none) are only text here,
+        # and so is a string spelling a NUL or an unpaired surrogate ("\u0000"), which
+        # jsonb refuses (no stored value holds one).
         finite = not isinstance(parsed, float) or math.isfinite(parsed)
-        if isinstance(parsed, bool | int | float | str) and finite and parsed not in values:
+        if isinstance(parsed, bool | int | float | str) and finite and _storable(parsed) and parsed not in values:
             values.append(parsed)
     docs = []
     for value in values:
@@ -81,6 +85,14 @@ def _property_documents(path: str, raw: str) -> list[Any]:
             doc = {part: doc}
         docs.append(doc)
     return docs
+
+
+def _storable(value: Any) -> bool:
+    try:
+        wire.check_storable(value, "q")
+    except MessageError:
+        return False
+    return True
 
 
 def _text_matches(site_id: int, q: str, cap: int) -> tuple[set[int], bool]:

@@ -241,6 +241,13 @@ def test_it_searches_for_odd_digits_and_numbers_as_text(key_client, bob, q):
     assert key_client.get("/api/v1/people/by-identity/%C2%B2", {"kind": "profile"}).status_code == 404
 
 
+@pytest.mark.parametrize("q", ['plan="\\u0000"', 'plan="\\ud800"'])
+def test_a_property_search_for_a_value_jsonb_cannot_hold_finds_no_one(key_client, bob, q):
+    response = key_client.get("/api/v1/people", {"q": q})
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == []
+
+
 def test_it_finds_a_property_spelled_as_a_number_or_as_text(key_client, site):
     person(site, "user:n", properties={"score": "NaN"})
     assert [p["id"] for p in key_client.get("/api/v1/people", {"q": "score=NaN"}).json()["results"]] != []

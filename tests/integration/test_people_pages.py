@@ -87,6 +87,15 @@ def test_it_ignores_unknown_sorts_and_broken_cursors(logged_in, site):
     assert logged_in.get(url, {"q": "an\x00n"}).status_code == 200
 
 
+@pytest.mark.parametrize("q", ['plan="\\u0000"', 'plan="pro\\ud800"', 'address.city="\\udc00"'])
+def test_a_property_search_for_a_value_no_one_can_hold_finds_no_one(logged_in, site, q):
+    # The JSON escape spells a NUL or an unpaired surrogate: jsonb holds neither.
+    person(site, "user:ann", properties={"plan": "pro", "address": {"city": "Berlin"}})
+    response = logged_in.get(reverse("app:people", args=[site.pk]), {"q": q})
+    assert response.status_code == 200
+    assert 'data-testid="no-match"' in response.content.decode()
+
+
 def test_it_shows_a_person(logged_in, site):
     who = person(site, "user:ann", "anonymous:a-ann", properties={"name": "Ann Lee", "plan": "pro", "tags": ["a", "b"]})
     session(who, landing_page="https://shop.example/")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -40,8 +40,11 @@ class Cursor:
             moment = datetime.fromisoformat(at)
             if moment.tzinfo is None:
                 raise ValueError("naive time")
+            # In UTC, as this server writes them: PostgreSQL refuses offsets past ±15:59,
+            # and a time that leaves Python's years in UTC is no time a row holds.
+            moment = moment.astimezone(UTC)
             return cls(at=moment, id=int(pk), backwards=direction == "b")
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
             raise InvalidCursor("Not a cursor this server issued.") from exc
 
     @classmethod

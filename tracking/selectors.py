@@ -86,7 +86,9 @@ def events_recent(
     now = timezone.now()
     window = timedelta(hours=hours)
     since = now - window
-    end = before.at if before else now
+    # Not before ``since`` (nothing older is read): windows are subtracted from it, and a
+    # cursor may name any time at all.
+    end = max(before.at, since) if before else now
     events = Event.objects.filter(site_id=site_id, received_at__gte=since)
     if type_prefix:
         events = events.filter(type__istartswith=type_prefix)

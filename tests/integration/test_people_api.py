@@ -1,5 +1,6 @@
 """Management API for people: shapes, paging, access per site and per role."""
 
+import base64
 import threading
 from datetime import timedelta
 from unittest import mock
@@ -246,6 +247,19 @@ def test_a_property_search_for_a_value_jsonb_cannot_hold_finds_no_one(key_client
     response = key_client.get("/api/v1/people", {"q": q})
     assert response.status_code == 200, response.content
     assert response.json()["results"] == []
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def test_a_tampered_cursor_is_a_400_naming_it_or_read_in_utc(key_client, bob):
+    # Past year 1 once in UTC: no time a row holds.
+    response = key_client.get("/api/v1/people", {"cursor": _cursor("f|0001-01-01T00:00:00+14:00|1")})
+    assert response.status_code == 400 and "cursor" in response.json()["errors"]
+    # An offset PostgreSQL refuses (past ±15:59) is the same moment in UTC.
+    response = key_client.get("/api/v1/people", {"cursor": _cursor("f|2999-01-01T00:00:00+23:59|1")})
+    assert response.status_code == 200 and [p["id"] for p in response.json()["results"]] == [bob.pk]
 
 
 def test_it_finds_a_property_spelled_as_a_number_or_as_text(key_client, site):

@@ -1,5 +1,6 @@
 """People, Person and Live pages rendered by the server (the browser tests click them)."""
 
+import base64
 import json
 import re
 from datetime import timedelta
@@ -85,6 +86,27 @@ def test_it_ignores_unknown_sorts_and_broken_cursors(logged_in, site):
     url = reverse("app:people", args=[site.pk])
     assert logged_in.get(url, {"sort": "password", "cursor": "%%%"}).status_code == 200
     assert logged_in.get(url, {"q": "an\x00n"}).status_code == 200
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# A time past the year's edge once in UTC, or an offset PostgreSQL refuses (±15:59 at
+# most): a tampered link, well formed.
+TAMPERED_CURSORS = [
+    "f|0001-01-01T00:00:00+14:00|1",
+    "f|2024-01-01T00:00:00+23:59|1",
+]
+
+
+@pytest.mark.parametrize("cursor", TAMPERED_CURSORS)
+def test_a_tampered_cursor_shows_a_page_rather_than_an_error(logged_in, site, cursor):
+    who = person(site, "user:ann")
+    event(who)
+    for name, args in [("app:people", [site.pk]), ("app:live", [site.pk]), ("app:person-events", [site.pk, who.pk])]:
+        response = logged_in.get(reverse(name, args=args), {"cursor": _cursor(cursor)})
+        assert response.status_code == 200, (name, response.status_code)
 
 
 @pytest.mark.parametrize("q", ['plan="\\u0000"', 'plan="pro\\ud800"', 'address.city="\\udc00"'])

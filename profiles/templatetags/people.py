@@ -23,6 +23,13 @@ def json_value(value: Any) -> str:
 
 
 @register.filter
+def entries(value: Any) -> list[tuple[Any, Any]]:
+    """A JSON object's (key, value) pairs. ``{% for k, v in obj.items %}`` reads a key
+    named "items" first, when the data has one (any sender can name a trait so)."""
+    return list(value.items()) if isinstance(value, dict) else []
+
+
+@register.filter
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from profiles.models import Profile
 from tests.conftest import PASSWORD
-from tests.people import event, events, merge, person, session
+from tests.people import company, event, events, merge, person, session
 from tracking.models import Event, Membership
 
 pytestmark = pytest.mark.django_db
@@ -126,6 +126,16 @@ def test_it_shows_a_person(logged_in, site):
     for text in ("Ann Lee", "plan", "pro", '[&quot;a&quot;, &quot;b&quot;]', "a-ann", "product-view", "https://shop.example/shoe", "product=Shoe"):
         assert text in html
     assert "Export JSON" not in html  # editors do not manage people
+
+
+def test_a_company_trait_named_items_shows_as_a_trait(logged_in, site):
+    # Anyone with the public write key can name a company trait; the page must still load.
+    who = person(site, "user:ann")
+    company(who, "acme", name="Acme", items=5, plan="gold")
+    response = logged_in.get(reverse("app:person", args=[site.pk, who.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "items=5" in html and "plan=gold" in html
 
 
 def test_it_redirects_a_merged_id_to_the_live_person(logged_in, site):

@@ -6,6 +6,7 @@ CELERY_BROKER_URL uses kombu's filesystem transport. There is no SQLite path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import warnings
@@ -30,9 +31,13 @@ for _name in ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "EMAIL_URL"):
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
+    # Readable by this user only: whoever reads it signs sessions (logs in as anyone).
     _key_file = embedded.DATA_DIR / "secret_key"
     if _key_file.exists():
         SECRET_KEY = _key_file.read_text().strip()
+        if _key_file.stat().st_mode & 0o077:  # written by an older version
+            with contextlib.suppress(PermissionError):  # another user's: theirs to close
+                _key_file.chmod(0o600)
     else:
         warnings.warn(
             f"SECRET_KEY is not set: generated one in {_key_file}; set SECRET_KEY in production",
@@ -40,7 +45,8 @@ if not SECRET_KEY:
         )
         _key_file.parent.mkdir(parents=True, exist_ok=True)
         SECRET_KEY = secrets.token_urlsafe(50)
-        _key_file.write_text(SECRET_KEY)
+        with os.fdopen(os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as _out:
+            _out.write(SECRET_KEY)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -185,7 +185,8 @@ class SiteAdmin(admin.ModelAdmin):
 
 
 def _revoke_action(kind: str):
-    @admin.action(description=f"Revoke selected {kind} keys")
+    # Admin actions are open to whoever may view the list unless they name a permission.
+    @admin.action(description=f"Revoke selected {kind} keys", permissions=["change"])
     def revoke(modeladmin, request, queryset):
         for key in queryset:
             key.revoke()

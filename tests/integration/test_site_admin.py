@@ -134,6 +134,21 @@ def test_key_buttons_refuse_staff_without_the_permission_with_a_403(client, site
     assert not SecretKey.objects.filter(site=site).exists()
 
 
+@pytest.mark.parametrize("model", ["writekey", "secretkey"])
+def test_staff_who_may_only_view_keys_cannot_revoke_them(client, site, django_user_model, model):
+    # Revoking every write key stops a site's tracking: it needs the change permission.
+    secret = services.secret_key_issue(site=site)
+    key = {"writekey": site.write_keys.get(), "secretkey": secret.record}[model]
+    staff = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename=f"view_{model}"))
+    client.force_login(staff)
+    changelist = reverse(f"admin:tracking_{model}_changelist")
+    assert client.get(changelist).status_code == 200
+    client.post(changelist, {"action": "revoke", "_selected_action": [key.pk]})
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
 def test_the_site_list_counts_active_keys_in_one_query(admin_client, site, django_assert_max_num_queries):
     shops = [SiteFactory(name=f"Shop {n}") for n in range(10)]
     services.write_key_issue(site=shops[0], label="second")

@@ -199,6 +199,9 @@ INGEST_MAX_BACKLOG = env.int("INGEST_MAX_BACKLOG", default=2_000_000)
 INGEST_DRAINS = env.int("INGEST_DRAINS", default=2)  # drains at once, across all workers
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Served only over HTTPS: browsers then use it for every page and tracking call to this
+# host for that long (no redirect of plain HTTP here: a tracking POST would not follow it).
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

@@ -46,3 +46,13 @@ def test_it_serves_an_icon_for_every_page(client, marketer):
     client.force_login(marketer)
     page = client.get("/app/", follow=True)
     assert b'<link rel="icon" href="/static/app/favicon.svg"' in page.content
+
+
+def test_hsts_is_sent_over_https_once_configured(settings):
+    from django.test import Client
+
+    assert "Strict-Transport-Security" not in Client().get("/favicon.ico", secure=True)  # off by default
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    client = Client()  # the middleware reads its settings once, when the first request loads it
+    assert client.get("/favicon.ico", secure=True)["Strict-Transport-Security"] == "max-age=31536000"
+    assert "Strict-Transport-Security" not in client.get("/favicon.ico")  # never over plain HTTP

@@ -12,17 +12,20 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
-def _load_settings(data_dir: Path) -> None:
+def _load_settings(data_dir: Path, *, show: str = "", **more_env: str) -> str:
+    """Load the settings in a fresh process with ``more_env``; prints ``show``'s value."""
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "SECRET_KEY_FILE")}
     env |= {
         "FOOTPRINT_DATA_DIR": str(data_dir),
         "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",  # never connected to
         "CELERY_BROKER_URL": "memory://",
+        **more_env,
     }
-    subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", "import config.settings"],
-        cwd=BASE_DIR, env=env, check=True, timeout=60,
-    )
+    code = "import config.settings as s" + (f"; print(s.{show})" if show else "")
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=BASE_DIR, env=env, check=True, timeout=60, capture_output=True, text=True,
+    ).stdout.strip()
 
 
 def _mode(path: Path) -> int:
@@ -42,3 +45,8 @@ def test_a_secret_key_file_left_readable_by_others_is_closed(tmp_path):
     key_file.chmod(0o644)
     _load_settings(tmp_path)
     assert _mode(key_file) == 0o600 and key_file.read_text() == "k" * 50
+
+
+def test_hsts_is_configured_from_the_environment(tmp_path):
+    assert _load_settings(tmp_path, show="SECURE_HSTS_SECONDS") == "0"
+    assert _load_settings(tmp_path, show="SECURE_HSTS_SECONDS", SECURE_HSTS_SECONDS="31536000") == "31536000"

@@ -259,7 +259,12 @@ class InboxBatchAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Queue the selected failed requests again")
+    def has_retry_permission(self, request) -> bool:
+        # The model's change permission (its fields stay read-only here for everyone):
+        # staff who may only view the inbox must not be able to store requests again.
+        return request.user.has_perm("tracking.change_inboxbatch")
+
+    @admin.action(description="Queue the selected failed requests again", permissions=["retry"])
     def retry(self, request, queryset):
         from tracking import inbox
 

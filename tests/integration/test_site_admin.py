@@ -1,16 +1,18 @@
 import json
 import re
 from io import StringIO
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.factories import SiteFactory
 from tracking import keys, services
-from tracking.models import SecretKey, Site
+from tracking.models import InboxBatch, SecretKey, Site
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +201,22 @@ def test_admin_refuses_an_unknown_time_zone(admin_client, site):
     assert response.status_code == 302, response.content.decode()[:2000]
     site.refresh_from_db()
     assert site.time_zone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("may_change", [False, True])
+def test_only_staff_who_may_change_the_inbox_queue_failed_requests_again(client, site, django_user_model, may_change):
+    row = InboxBatch.objects.create(
+        site=site, received_at=timezone.now(), actor="write key", message_count=1, messages="[]",
+        failed_at=timezone.now(), last_error="boom",
+    )
+    staff = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    codenames = ["view_inboxbatch", "change_inboxbatch"] if may_change else ["view_inboxbatch"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(staff)
+    changelist = reverse("admin:tracking_inboxbatch_changelist")
+    page = client.get(changelist).content.decode()
+    assert ('value="retry"' in page) is may_change
+    with mock.patch("tracking.inbox.wake_drain"):
+        client.post(changelist, {"action": "retry", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert (row.failed_at is None) is may_change

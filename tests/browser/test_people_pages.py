@@ -248,3 +248,65 @@ def test_marketer_filters_live_events_and_pages_back_through_older_ones(page, sh
     page.click("text=Back to the newest")
     expect(page.get_by_test_id("live-history")).to_have_count(0)
     expect(rows.first).to_contain_text("page-view")
+
+
+def _no_sideways_scroll(page, what: str) -> None:
+    width, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= viewport, f"{what} scrolls sideways ({width}px in a {viewport}px window)"
+
+
+@pytest.fixture
+def awkward(shop):
+    """A person whose data is as long as people make it: an unbroken name, a company with
+    long values, very long event types, a long landing page, RTL text."""
+    now = timezone.now()
+    who = person(
+        shop,
+        "user:" + "k" * 60,
+        "anonymous:" + "z" * 120,
+        properties={"name": "Maximilian" * 9, "email": "a.very.long.address.that.goes.on@sub.example-company.com",
+                    "title": "عنوان الصفحة " * 8, "a_long_key_with_no_spaces_" * 4: "x" * 300},
+        last_seen=now,
+    )
+    company(who, "c" * 80, name="Company" + "Ł" * 60, industry="x" * 200)
+    session(who, started_at=now - timedelta(hours=1), landing_page="https://shoes.example/" + "path/" * 60)
+    event(who, "custom-event-with-a-really-long-type-name-" + "t" * 60, at=now,
+          context={"page": {"url": "https://shoes.example/" + "segment-" * 50}})
+    return who
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_long_names_and_values_stay_on_screen(browser, live_server, shop, awkward, crowd, width):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    login(page, "mia", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/")
+    expect(page.get_by_test_id("person-row").first).to_contain_text("Maximilian")
+    shot(page, f"awkward-people-{width}")
+    _no_sideways_scroll(page, "the People list")
+    # Names are there to read, not cut off at the edge of the table; so are emails on a
+    # phone (a desktop shortens them with an ellipsis).
+    clipped = page.evaluate("""() => [...document.querySelectorAll('[data-testid=person-row] td')]
+        .filter(td => td.scrollWidth > td.clientWidth + 1
+                      && !(innerWidth > 800 && td.classList.contains('nowrap-ellipsis')))
+        .map(td => td.dataset.label + ': ' + td.textContent.trim().slice(0, 30))""")
+    assert clipped == [], f"cut off: {clipped}"
+    if width > 800:  # the ids column is not squeezed to a letter per line by a long name
+        id_width = page.evaluate("document.querySelector('table.people th:nth-child(3)').getBoundingClientRect().width")
+        assert id_width >= 150, f"the ids column is {id_width}px wide"
+
+    page.fill("#people-q", "no-such-" + "q" * 90)
+    expect(page.get_by_test_id("no-match")).to_be_visible()
+    shot(page, f"awkward-no-match-{width}")
+    _no_sideways_scroll(page, "the no-match message")
+
+    page.goto(f"/app/s/{shop.pk}/people/{awkward.pk}/")
+    expect(page.get_by_test_id("companies")).to_contain_text("Company")
+    shot(page, f"awkward-person-{width}")
+    _no_sideways_scroll(page, "the Person page")
+
+    page.goto(f"/app/s/{shop.pk}/live/?type=no-such-" + "q" * 90)
+    expect(page.get_by_test_id("no-match")).to_be_visible()
+    _no_sideways_scroll(page, "the Live page's no-match message")
+    context.close()

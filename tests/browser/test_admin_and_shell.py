@@ -87,3 +87,25 @@ def test_shell_works_on_a_phone(browser, live_server):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"page scrolls sideways on a phone ({width}px)"
     context.close()
+
+
+def test_menu_opens_from_the_keyboard_on_a_narrow_screen(browser, live_server):
+    site = SiteFactory(name="Phone shop")
+    MembershipFactory(user=UserFactory(username="kim"), site=site)
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    login(page, "kim")
+    expect(page.locator("nav.mainnav")).to_be_hidden()
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    for _ in range(6):  # the brand, the site switcher, then the menu button
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "nav-toggle":
+            break
+    assert page.evaluate("document.activeElement.id") == "nav-toggle", "Tab never reaches the menu button"
+    page.keyboard.press("Space")
+    expect(page.locator("nav.mainnav")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.locator("nav.mainnav a").first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("People")
+    context.close()

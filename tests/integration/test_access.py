@@ -41,6 +41,16 @@ def test_it_sends_anonymous_visitors_to_login(client, site):
     assert response.status_code == 302 and reverse("app:login") in response["Location"]
 
 
+def test_a_wrong_password_keeps_the_username_and_where_to_go(client, marketer):
+    response = client.post(
+        reverse("app:login"), {"username": marketer.username, "password": "wrong", "next": "/app/s/1/live/"}
+    )
+    assert response.status_code == 200
+    assert b"didn't match" in response.content
+    assert f'id="id_username" value="{marketer.username}"'.encode() in response.content  # not typed again
+    assert b'name="next" value="/app/s/1/live/"' in response.content
+
+
 def test_it_redirects_home_to_the_first_site(client, site, marketer):
     client.login(username=marketer.username, password=PASSWORD)
     response = client.get(reverse("app:home"))

@@ -155,6 +155,19 @@ def test_it_404s_people_of_other_sites_and_unknown_ids(logged_in, site, other_si
     assert logged_in.get(reverse("app:live-feed", args=[other_site.pk])).status_code == 404
 
 
+def test_a_deleted_persons_link_leads_back_into_the_app(logged_in, site):
+    """An old link (a deleted person, a bookmark) gets a page with the navigation and a way
+    back, not Django's bare "Not Found"."""
+    response = logged_in.get(reverse("app:person", args=[site.pk, 10**12]))
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "<title>Not found · Footprint</title>" in html
+    assert 'class="mainnav"' in html and f'href="{reverse("app:people", args=[site.pk])}"' in html
+    assert "Log out" in html
+    response = logged_in.get("/app/no-such-page/")
+    assert response.status_code == 404 and f'href="{reverse("app:home")}"' in response.content.decode()
+
+
 def test_it_pages_the_timeline(logged_in, site):
     who = person(site, "user:t")
     events(who, 60, start=timezone.now() - timedelta(days=2), step=timedelta(minutes=10))

@@ -71,6 +71,13 @@ SOURCES = (
 )
 SOURCE_WEIGHTS = (34, 14, 10, 8, 9, 25)
 CAMPAIGNS = ("autumn-sale", "black-friday", "new-arrivals", "free-shipping")
+# When shoppers come, in UTC for a shop selling in Europe (UTC+1): hardly anyone at night,
+# a lunch bump and the evening peak; Saturday is the quiet day, Sunday evening a busy one.
+HOUR_WEIGHTS = (
+    1.5, 0.8, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 3.5, 4.0, 4.5, 5.0,
+    5.5, 5.0, 4.5, 4.5, 4.8, 5.5, 6.5, 7.0, 7.5, 6.5, 4.5, 2.8,
+)
+WEEKDAY_WEIGHTS = (1.0, 0.97, 0.95, 0.95, 0.85, 0.7, 0.95)  # Monday first
 COMPANIES = (
     ("acme-corp", {"name": "Acme Corp", "industry": "manufacturing", "employees": 420}),
     ("globex", {"name": "Globex", "industry": "energy", "employees": 1200}),
@@ -121,6 +128,7 @@ class _Person:
     user_id: str | None = None  # set once signed up
     traits: dict[str, Any] = field(default_factory=dict)
     devices: list[tuple[str, str]] = field(default_factory=list)  # (anonymous id, user agent)
+    logged_in_on: set[str] = field(default_factory=set)  # anonymous ids of devices they logged in on
     cart: dict[str, list[Any]] = field(default_factory=dict)  # product id -> [product, count]
     cart_id: str | None = None
     orders: int = 0
@@ -135,7 +143,8 @@ class _Visit:
         self.rng = rng
         self.at = at
         self.anonymous_id, self.user_agent = device
-        self.logged_in = person.user_id is not None and rng.random() < 0.8  # remembered login
+        # A device they logged in on usually remembers them; a new one knows nobody.
+        self.logged_in = self.anonymous_id in person.logged_in_on and rng.random() < 0.8
         self.messages: list[Message] = []
         self.seed = seed
         source = rng.choices(SOURCES, SOURCE_WEIGHTS)[0]
@@ -199,6 +208,7 @@ class _Visit:
 
     def identify(self, traits: dict[str, Any] | None = None) -> None:
         self.logged_in = True
+        self.person.logged_in_on.add(self.anonymous_id)
         self._send(Kind.IDENTIFY, traits=traits or {})
         self._tick(1, 10)
 
@@ -214,6 +224,7 @@ def _sign_up(visit: _Visit, rng: random.Random) -> None:
     person.user_id = f"user-{person.number:06d}"
     person.traits = {
         "email": f"{first.lower()}.{last.lower()}.{person.number}@example.com",
+        "name": f"{first} {last}",
         "first_name": first,
         "last_name": last,
         "plan": "pro" if rng.random() < 0.2 else "free",
@@ -318,22 +329,33 @@ def _checkout(visit: _Visit, rng: random.Random) -> None:
     person.cart_id = None
 
 
+def _busy(at: datetime, rng: random.Random) -> bool:
+    """Whether a visit happens at ``at``: kept with the odds of its hour and weekday."""
+    odds = HOUR_WEIGHTS[at.hour] / max(HOUR_WEIGHTS) * WEEKDAY_WEIGHTS[at.weekday()] / max(WEEKDAY_WEIGHTS)
+    return rng.random() < odds
+
+
 def demo_traffic(*, seed: int, people: int, days: int, now: datetime) -> Iterator[list[Message]]:
     """Each person's calls in time order, one list per person, all before ``now``."""
     rng = random.Random(seed)
     products = catalogue(rng)
     start = now - timedelta(days=days)
+    last_visit = now - timedelta(hours=1)  # a visit starting later might end after now
+    span = (last_visit - start).total_seconds()
     for number in range(1, people + 1):
         person = _Person(number=number)
         person.devices.append(_new_device(rng))
-        # Arrivals spread over the period; about 40% come back, some many times.
-        at = start + timedelta(seconds=rng.uniform(0, days * 86400 * 0.97))
+        # Arrivals spread over the period, up to the last hour, at the times people shop;
+        # about 40% come back, some many times.
+        at = start + timedelta(seconds=rng.uniform(0, span))
+        while not _busy(at, rng):
+            at = start + timedelta(seconds=rng.uniform(0, span))
         visits = 1
         while rng.random() < (0.4 if visits == 1 else 0.6) and visits < 12:
             visits += 1
         messages: list[Message] = []
         for _ in range(visits):
-            if at >= now - timedelta(hours=1):
+            if at >= last_visit:
                 break
             if person.user_id and rng.random() < 0.2:
                 person.devices.append(_new_device(rng))  # a phone, a work laptop
@@ -342,5 +364,8 @@ def demo_traffic(*, seed: int, people: int, days: int, now: datetime) -> Iterato
             _play_visit(visit, products, rng)
             messages.extend(visit.messages)
             # The next visit: hours to weeks later (always past the session timeout).
-            at = visit.at + timedelta(hours=rng.expovariate(1 / 120) + 0.5)
+            ended = visit.at
+            at = ended + timedelta(hours=rng.expovariate(1 / 120) + 0.5)
+            while not _busy(at, rng):
+                at = ended + timedelta(hours=rng.expovariate(1 / 120) + 0.5)
         yield [m for m in messages if m.timestamp < now]

@@ -20,6 +20,7 @@ locked (in id order, so concurrent batches cannot deadlock) until it commits.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,7 @@ class _Batch:
         self.parent: dict[int, int] = {}
         self.ident: dict[tuple[str, str], int] = {}
         self.new_identities: dict[tuple[str, str], int] = {}
+        self.identity_since: dict[tuple[str, str], datetime] = {}  # when the call naming it arrived
         self.merges: list[_Merge] = []
         self.session_profiles: dict[str, int] = {}
         self.companies: dict[str, Company] = {}
@@ -314,7 +316,13 @@ class _Batch:
         return pid
 
     def resolve(self, m: Message) -> int:
+        known = len(self.new_identities)
         pid = self._resolve(m)
+        if m.received_at is not None and len(self.new_identities) > known:
+            # An id is known since the call that named it arrived (a queued call is
+            # stored later; the demo's calls arrive over 90 days).
+            for key in itertools.islice(self.new_identities, known, None):
+                self.identity_since[key] = m.received_at
         if m.session_id:
             # Later messages of the batch that name only this client session recover the
             # same person (a Tracardi request is many events under one new session).
@@ -461,21 +469,23 @@ class _Batch:
     def _write_identities(self, db_id) -> None:
         if not self.new_identities:
             return
-        kinds, keys_, pids = [], [], []
+        kinds, keys_, pids, since = [], [], [], []
         for (kind, key), pid in self.new_identities.items():
             kinds.append(kind)
             keys_.append(key)
             pids.append(db_id(pid))
+            since.append(self.identity_since.get((kind, key)))
         with connection.cursor() as cursor:
             cursor.execute(
                 """
                 INSERT INTO profiles_identity (site_id, kind, key, profile_id, created_at)
-                SELECT %s, k.kind, k.key, k.profile_id, now()
-                FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[]) AS k(kind, key, profile_id)
+                SELECT %s, k.kind, k.key, k.profile_id, coalesce(k.since, now())
+                FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::timestamptz[])
+                    AS k(kind, key, profile_id, since)
                 ON CONFLICT (site_id, kind, key) DO NOTHING
                 RETURNING 1
                 """,
-                [self.site.pk, db.text_array(kinds), db.text_array(keys_), db.int_array(pids)],
+                [self.site.pk, db.text_array(kinds), db.text_array(keys_), db.int_array(pids), since],
             )
             if len(cursor.fetchall()) != len(kinds):
                 raise ConcurrentChange("an identity was created by a concurrent request")

@@ -170,6 +170,7 @@ def ingest_batch(
             result.errors.append(FieldError(m.index, exc.field, exc.reason))
             continue
         m.occurred_at = event_time(m, received_at)
+        m.received_at = m.received_at or received_at
         valid.append(m)
     if strict and result.errors:
         raise RequestRejected(400, "invalid", "The batch has invalid messages.", result.errors)

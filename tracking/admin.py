@@ -188,9 +188,13 @@ def _revoke_action(kind: str):
     # Admin actions are open to whoever may view the list unless they name a permission.
     @admin.action(description=f"Revoke selected {kind} keys", permissions=["change"])
     def revoke(modeladmin, request, queryset):
-        for key in queryset:
+        keys_ = list(queryset.filter(revoked_at__isnull=True))
+        for key in keys_:
             key.revoke()
-        messages.success(request, f"Revoked {queryset.count()} {kind} key(s).")
+        already = queryset.count() - len(keys_)
+        messages.success(
+            request, f"Revoked {len(keys_)} {kind} key(s)." + (f" {already} already revoked." if already else "")
+        )
 
     return revoke
 

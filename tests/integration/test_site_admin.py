@@ -93,6 +93,14 @@ def test_admin_revokes_keys_in_bulk(admin_client, site):
     )
     assert services.site_for_write_key(key.key) is None
     assert services.site_for_secret_key(secret.key) is None
+    # Again, with a live key beside the revoked one: the message counts what it did.
+    fresh = services.write_key_issue(site=site)
+    page = admin_client.post(
+        reverse("admin:tracking_writekey_changelist"),
+        {"action": "revoke", "_selected_action": [key.pk, fresh.pk]},
+        follow=True,
+    ).content.decode()
+    assert "Revoked 1 write key(s). 1 already revoked." in page
 
 
 def _secret_key(admin_client, site) -> tuple[str, SecretKey]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -51,3 +52,29 @@ def test_a_stale_pid_file_names_no_serve(data_dir):
 def test_a_second_make_run_refuses_to_start(fake_serve):
     with pytest.raises(CommandError, match=f"running already \\(pid {fake_serve.pid}\\)"):
         call_command("serve", "--no-demo")
+
+
+class ExitedProcess:
+    """What `make run` starts, as a process that has exited already: the serve loop
+    notices at once and stops."""
+
+    returncode = 0
+
+    def poll(self):
+        return 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_make_run_starts_the_worker_and_beat_at_log_level(data_dir, monkeypatch):
+    from tracking.management.commands import serve
+
+    started = []
+    monkeypatch.setattr(serve, "call_command", lambda *args, **kwargs: None)
+    monkeypatch.setattr(serve.subprocess, "Popen", lambda cmd, **kwargs: started.append(cmd) or ExitedProcess())
+    monkeypatch.setattr(serve.signal, "signal", lambda *args: None)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    call_command("serve", "--no-demo", stdout=io.StringIO(), stderr=io.StringIO())
+    celery = [cmd for cmd in started if "celery" in cmd]
+    assert [cmd[cmd.index("--loglevel") + 1] for cmd in celery] == ["WARNING", "WARNING"]

@@ -51,6 +51,8 @@ class Command(BaseCommand):
 
         env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
         python = sys.executable
+        # Celery sets the root logger's level from --loglevel, over settings.LOGGING's.
+        log_level = os.environ.get("LOG_LEVEL", "INFO")
         commands = {
             "web": webserver.granian_command(
                 host=host, port=port, workers=web_workers, threads=int(os.environ.get("WEB_THREADS", 4)),
@@ -58,10 +60,10 @@ class Command(BaseCommand):
             ),
             "worker": [
                 python, "-m", "celery", "-A", "config", "worker",
-                "--loglevel", "INFO", "--concurrency", str(os.environ.get("CELERY_CONCURRENCY", 3)),
+                "--loglevel", log_level, "--concurrency", str(os.environ.get("CELERY_CONCURRENCY", 3)),
             ],
             "beat": [
-                python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                python, "-m", "celery", "-A", "config", "beat", "--loglevel", log_level,
                 "--schedule", str(embedded.DATA_DIR / "celerybeat-schedule"),
                 "--pidfile", "",
             ],

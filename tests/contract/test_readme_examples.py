@@ -1,14 +1,82 @@
-"""The README as a user reads it: its configuration table names every variable the code
-reads, with the code's defaults."""
+"""The README as a user reads it: its API examples, run as written (each `curl` of the "API
+examples" block goes through bash and curl to a live server, with only the host, the keys
+and the person's id, the README's 17, which the first call's answer names, changed), and its
+configuration table, which names every variable the code reads, with the code's defaults."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+
+
+def readme_block(heading: str) -> str:
+    section = README.read_text().split(f"\n## {heading}\n", 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def curl_commands(block: str) -> list[str]:
+    """Each command from its `curl` line to the next comment, `curl` or blank line."""
+    commands: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("curl "):
+            commands.append(line)
+        elif line and not line.startswith("#") and commands:
+            commands[-1] += "\n" + line
+    return commands
+
+
+def run(command: str, *, base_url: str, env: dict[str, str]) -> tuple[int, str]:
+    command = command.replace("http://localhost:8000", base_url)
+    result = subprocess.run(
+        ["bash", "-c", command + " -sS -w '\\n%{http_code}'"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=True,
+    )
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status), body
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_api_examples_work_as_written(live, site, key, secret_key):
+    commands = curl_commands(readme_block("API examples"))
+    paths = [re.search(r"http://localhost:8000(\S*?)[\"\s]", c + " ").group(1) for c in commands]
+    assert paths == [
+        "/v1/batch",
+        "/api/v1/people?q=ann@",
+        "/api/v1/people/by-identity/u-42",
+        "/api/v1/people/17/export",
+        "/api/v1/people/17",
+        "/api/v1/sites",
+    ]
+    env = {"WRITE_KEY": key, "SECRET_KEY": secret_key}
+    status, body = run(commands[0], base_url=live.base_url, env=env)
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["success"] is True and len(answer["profile_ids"]) == 1, answer
+    person_id = answer["profile_ids"][0]
+    replies = [
+        run(command.replace("/people/17", f"/people/{person_id}"), base_url=live.base_url, env=env)
+        for command in commands[1:]
+    ]
+
+    found, person, export, deleted, sites = replies
+    assert found[0] == 200 and [p["id"] for p in json.loads(found[1])["results"]] == [person_id]
+    assert person[0] == 200 and json.loads(person[1])["properties"] == {"email": "ann@example.com", "plan": "pro"}
+    assert export[0] == 200
+    assert {e["type"] for e in json.loads(export[1])["events"]} >= {"Product Viewed", "identify"}
+    assert deleted == (204, "")
+    assert live.no_person("u-42")
+    assert sites[0] == 200 and [s["id"] for s in json.loads(sites[1])["results"]] == [site.pk]
 
 
 # --- the configuration table -------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,33 @@ def test_the_configuration_table_names_every_variable_with_its_default():
     assert sorted(set(readme) - set(code)) == [], "in the README, read by nothing"
     documented = {name: readme[name] for name in code if readme[name] is not None and code[name] is not None}
     assert documented == {name: as_written(code[name]) for name in documented}
+
+
+def test_secrets_are_read_from_files_as_the_readme_says(tmp_path):
+    """`X_FILE=/path` reads X from a file for SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL
+    and EMAIL_URL (Docker and Kubernetes secrets end in a newline)."""
+    values = {
+        "SECRET_KEY": "secret-from-a-file",
+        "DATABASE_URL": "postgres://reader:pw@db.example:5433/from_file",
+        "CELERY_BROKER_URL": "redis://broker.example:6379/3",
+        "EMAIL_URL": "smtp://mailer:pw@mail.example:587",
+    }
+    env = {name: value for name, value in os.environ.items() if name not in values}
+    for name, value in values.items():
+        (tmp_path / name).write_text(value + "\n")
+        env[f"{name}_FILE"] = str(tmp_path / name)
+    script = (
+        "import django; django.setup(); from django.conf import settings as s; import json;"
+        "db = s.DATABASES['default'];"
+        "print(json.dumps([s.SECRET_KEY, db['USER'], db['HOST'], db['PORT'], db['NAME'],"
+        " s.CELERY_BROKER_URL, s.EMAIL_HOST, s.EMAIL_HOST_USER]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings", "FOOTPRINT_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        "secret-from-a-file", "reader", "db.example", 5433, "from_file",
+        "redis://broker.example:6379/3", "mail.example", "mailer",
+    ]

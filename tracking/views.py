@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpResponsePermanentRedirect, HttpResponseRedirect, JsonResponse
 from django.templatetags.static import static
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from config.celery import app as celery_app
 from tracking import services, tracker
@@ -40,14 +40,14 @@ def _worker_status() -> dict:
     return {"ok": age < 180, "last_seen": beat.at.isoformat(), "seconds_ago": round(age)}
 
 
-@require_GET
+@require_safe
 def favicon(request):
     # Asked for by browsers on pages with no icon link of their own (the admin, the API
     # docs); resolved per request, as a manifest storage knows the file's name only then.
     return HttpResponsePermanentRedirect(static("app/favicon.svg"))
 
 
-@require_GET
+@require_safe
 def healthz(request):
     """200 when the database answers, 503 when it does not; broker and worker as info."""
     database = _database_status()
@@ -58,7 +58,7 @@ def healthz(request):
     return JsonResponse(body, status=200 if database["ok"] else 503)
 
 
-@require_GET
+@require_safe
 def tracker_config(request, write_key: str):
     """GET /v1/tracker-config/<write key>: what the JS tracker needs at start (session
     timeout, do-not-track, auto-event rules). Public: write keys sit in every page."""
@@ -72,7 +72,7 @@ def tracker_config(request, write_key: str):
     return response
 
 
-@require_GET
+@require_safe
 def tracker_script(request, write_key: str = ""):
     """GET /tracker/<write key>.js: the tracker, for snippets that put the key in the
     script URL (Tracktor's; also under its own path, /scripts/<key>.js). The tracker reads
@@ -80,7 +80,7 @@ def tracker_script(request, write_key: str = ""):
     return _short_lived_redirect(tracker.script_url())
 
 
-@require_GET
+@require_safe
 def tracker_version(request, version: str):
     """An older tracker version's URL (whitenoise serves the current one itself)."""
     current = tracker.current_script()

@@ -56,3 +56,13 @@ def test_hsts_is_sent_over_https_once_configured(settings):
     client = Client()  # the middleware reads its settings once, when the first request loads it
     assert client.get("/favicon.ico", secure=True)["Strict-Transport-Security"] == "max-age=31536000"
     assert "Strict-Transport-Security" not in client.get("/favicon.ico")  # never over plain HTTP
+
+
+@pytest.mark.django_db
+def test_healthz_answers_head_for_uptime_monitors(client):
+    # UptimeRobot and others check with HEAD by default: 405 would read as down.
+    assert client.head("/healthz").status_code == 200
+    from django.db.utils import OperationalError
+
+    with mock.patch("tracking.views.connection.cursor", side_effect=OperationalError("down")):
+        assert client.head("/healthz").status_code == 503

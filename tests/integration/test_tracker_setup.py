@@ -172,3 +172,17 @@ def test_the_script_addresses_of_tracktor_and_carma_serve_the_tracker(client, si
         assert response.status_code == 302, path
         assert response["Location"] == current
     assert drop_ins(site, base_url="https://fp.example").carma_src == "https://fp.example/carma-scripts/tracking.min.js"
+
+
+def test_the_script_addresses_and_the_config_answer_head_as_get(client, site):
+    # Uptime monitors and link checkers ask with HEAD (RFC 9110: a server supports GET and
+    # HEAD); the answer is GET's, without the body.
+    key = site.primary_write_key().key
+    paths = [
+        f"/tracker/{key}.js", f"/scripts/{key}.js", "/carma-scripts/tracking.min.js",
+        "/static/tracker/0123456789ab/footprint.js", f"/v1/tracker-config/{key}", "/favicon.ico",
+    ]
+    for path in paths:
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.get("Location")) == (got.status_code, got.get("Location")), path
+        assert head.content == b"", path

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -24,6 +26,11 @@ def data_dir(tmp_path, monkeypatch):
 def fake_serve(data_dir):
     """A process whose command line says serve, as `manage.py serve`'s does."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "serve"])
+    # Popen returns as the child execs, before the kernel has set its new command line:
+    # /proc/<pid>/cmdline reads empty for a moment (most of the time, on this machine).
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     embedded.serve_pidfile().write_text(str(proc.pid))
     yield proc
     proc.kill()

@@ -10,6 +10,10 @@ from django.urls import include, path
 from tracking import segment_views
 from tracking import views as tracking_views
 
+# The lean handler looks its 404 up here: the site's page extends the app's layout, whose
+# links this URLconf cannot reverse (an unknown /v1/ path answered 500).
+handler404 = "tracking.api_base.page_not_found"
+
 urlpatterns = [
     path("v1/", include(segment_views.urlpatterns)),  # Segment tracking API
     path("v1/tracker-config/<str:write_key>", tracking_views.tracker_config, name="tracker-config"),

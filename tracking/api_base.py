@@ -26,8 +26,8 @@ class ErrorSerializer(serializers.Serializer):
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """The site's 404 (``handler404``): under /api/ (an id that is not a number, a path
-    that does not exist) the API's JSON error shape, elsewhere Django's page."""
-    if request.path.startswith("/api/"):
+    that does not exist) and /v1/ the API's JSON error shape, elsewhere the app's page."""
+    if request.path.startswith(("/api/", "/v1/")):
         return JsonResponse({"code": "not_found", "message": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 

@@ -197,6 +197,8 @@ if INGEST_MODE not in ("queued", "immediate"):
     raise ImproperlyConfigured(f"INGEST_MODE must be queued or immediate, not {INGEST_MODE!r}")
 INGEST_MAX_BACKLOG = env.int("INGEST_MAX_BACKLOG", default=2_000_000)
 INGEST_DRAINS = env.int("INGEST_DRAINS", default=2)  # drains at once, across all workers
+if INGEST_DRAINS < 1:  # with none, queued requests would never be stored
+    raise ImproperlyConfigured(f"INGEST_DRAINS must be 1 or more, not {INGEST_DRAINS}")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # Served only over HTTPS: browsers then use it for every page and tracking call to this

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -50,3 +52,9 @@ def test_a_secret_key_file_left_readable_by_others_is_closed(tmp_path):
 def test_hsts_is_configured_from_the_environment(tmp_path):
     assert _load_settings(tmp_path, show="SECURE_HSTS_SECONDS") == "0"
     assert _load_settings(tmp_path, show="SECURE_HSTS_SECONDS", SECURE_HSTS_SECONDS="31536000") == "31536000"
+
+
+def test_a_setting_that_would_store_nothing_is_refused_at_boot(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        _load_settings(tmp_path, INGEST_DRAINS="0")
+    assert "INGEST_DRAINS must be 1 or more" in refused.value.stderr

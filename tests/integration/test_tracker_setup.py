@@ -186,3 +186,15 @@ def test_the_script_addresses_and_the_config_answer_head_as_get(client, site):
         got, head = client.get(path), client.head(path)
         assert (head.status_code, head.get("Location")) == (got.status_code, got.get("Location")), path
         assert head.content == b"", path
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_the_tracker_is_served_compressed_to_browsers_that_accept_it(client, encoding):
+    # The 6 KB budget is of the gzipped file as served: the build writes compressed copies
+    # beside the minified tracker, and whitenoise picks the one the browser accepts.
+    url = tracker.script_url()
+    response = client.get(url, HTTP_ACCEPT_ENCODING=f"{encoding}, deflate")
+    assert response.status_code == 200
+    assert response["Content-Encoding"] == encoding
+    assert int(response["Content-Length"]) < 6 * 1024
+    assert client.get(url).get("Content-Encoding") is None  # and plain to those that do not

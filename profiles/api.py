@@ -154,9 +154,13 @@ class PeopleQuerySerializer(serializers.Serializer):
         required=False, help_text="a segment id (not available until segments exist: 400)"
     )
 
-    def validate_segment(self, value: int) -> int:
+    def validate(self, attrs: dict) -> dict:
         # Refused rather than ignored: a client asking for a segment must never get everyone.
-        raise serializers.ValidationError("Filtering people by segment is not available yet.")
+        # Read from the query itself: the field skips a blank `segment=` (or a repeated one
+        # ending blank) as if it were absent.
+        if "segment" in self.initial_data:
+            raise serializers.ValidationError({"segment": ["Filtering people by segment is not available yet."]})
+        return attrs
 
     def validate_cursor(self, value: str) -> Cursor | None:
         try:

@@ -108,6 +108,25 @@ def test_it_names_the_bad_parameter(key_client, params, field):
     assert body["code"] == "invalid" and field in body["errors"]
 
 
+@pytest.mark.parametrize(
+    "raw, status",
+    [
+        ("f|2000-01-01T00:00:00+23:59|1", 200),  # read in UTC: PostgreSQL refuses offsets past 15:59
+        ("b|2000-01-01T00:00:00-16:00|1", 200),
+        ("f|0001-01-01T00:00:00+14:00|1", 400),  # before year 1 in UTC
+    ],
+)
+def test_it_reads_a_cursor_time_with_any_offset_or_refuses_it(key_client, client, site, bob, raw, status):
+    token = base64.urlsafe_b64encode(raw.encode()).decode()
+    response = key_client.get("/api/v1/people", {"cursor": token})
+    assert response.status_code == status, response.content  # a 500 before
+    if status == 400:
+        assert "cursor" in response.json()["errors"]
+    # The people page shows its first page for a mangled link.
+    client.force_login(MembershipFactory(site=site, role=Membership.Role.VIEWER).user)
+    assert client.get(f"/app/s/{site.pk}/people/", {"cursor": token}).status_code == 200
+
+
 def test_it_shows_a_person_with_identities_companies_and_recent_events(key_client, bob):
     body = key_client.get(f"/api/v1/people/{bob.pk}").json()
     assert body["id"] == bob.pk

@@ -243,7 +243,8 @@ class PeopleListApi(SiteScopedMixin, APIView):
         page = selectors.people_page(
             site=site, q=args["q"], sort=args["sort"], cursor=args["cursor"], limit=args["limit"], matches=matches
         )
-        count, capped = selectors.people_count(site=site, q=args["q"], matches=matches, page=page)
+        first_page = page if args["cursor"] is None else None  # one after a cursor may be past the end
+        count, capped = selectors.people_count(site=site, q=args["q"], matches=matches, page=first_page)
         url = request.build_absolute_uri()
         return Response(
             {

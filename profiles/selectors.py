@@ -220,9 +220,10 @@ def people_count(
     """How many people match, counted up to ``cap`` (an exact count of a million rows
     is a full index scan; "10,000+" says enough). Returns (count, capped). ``matches``:
     the probe of ``text_matches`` with the same ``q`` and ``cap``, when the caller has it.
-    ``page``: the page shown, when the caller has it: a first page with nothing after it
-    is every match, so no count runs (a property value no one has scanned every
-    profile a second time: 117 ms of 255 on the bench's million people)."""
+    ``page``: the first page shown (no cursor), when the caller has it: one with nothing
+    after it is every match, so no count runs (a property value no one has scanned every
+    profile a second time: 117 ms of 255 on the bench's million people). Not a page
+    after a cursor: one past the end is empty and has no links either."""
     if page is not None and page.next is None and page.previous is None:
         return len(page.items), False
     clean = _clean_query(q)

@@ -52,8 +52,10 @@ def people(request: HttpRequest, site: Site) -> HttpResponse:
     if sort not in selectors.PEOPLE_SORTS:
         sort = selectors.DEFAULT_SORT
     matches = selectors.text_matches(site=site, q=q)  # one probe for the page and its count
-    page = selectors.people_page(site=site, q=q, sort=sort, cursor=_cursor(request), limit=PAGE_SIZE, matches=matches)
-    count, capped = selectors.people_count(site=site, q=q, matches=matches, page=page)
+    cursor = _cursor(request)
+    page = selectors.people_page(site=site, q=q, sort=sort, cursor=cursor, limit=PAGE_SIZE, matches=matches)
+    first_page = page if cursor is None else None  # one after a cursor may be past the end
+    count, capped = selectors.people_count(site=site, q=q, matches=matches, page=first_page)
     context = {
         "section": "people",
         "title": "People",

@@ -97,6 +97,23 @@ def test_it_pages_people_by_cursor_links(key_client, site):
     assert back["results"] == second["results"]
 
 
+def test_a_page_past_the_end_still_counts_everyone(key_client, client, site):
+    # The last person goes between two pages: the next link now leads to an empty page.
+    for i in range(2):
+        person(site, f"user:p{i}", last_seen=timezone.now() - timedelta(minutes=i))
+    first = key_client.get("/api/v1/people", {"limit": 1}).json()
+    services.profile_forget(site=site, profile=Profile.objects.get(identities__key="p1"))
+    after = key_client.get(first["next"]).json()
+    assert after["results"] == [] and (after["count"], after["count_capped"]) == (1, False)
+
+    # The page behind the same kind of link says so, not "this site has no data yet".
+    client.force_login(MembershipFactory(site=site, role=Membership.Role.VIEWER).user)
+    cursor = first["next"].split("cursor=")[1].split("&")[0]
+    response = client.get(f"/app/s/{site.pk}/people/", {"cursor": cursor})
+    assert response.status_code == 200 and response.context["site_is_empty"] is False
+    assert response.context["count"] == 1
+
+
 @pytest.mark.parametrize(
     "params, field",
     [({"cursor": "garbage"}, "cursor"), ({"sort": "password"}, "sort"), ({"limit": 0}, "limit")],

@@ -182,6 +182,8 @@ SITE_PARAMETER = OpenApiParameter(
     "when given it must be the key's site.",
 )
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="no such person on this site")
+UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="no secret key or session, or a revoked key")
+BAD_INPUT = OpenApiResponse(ErrorSerializer, description="a bad parameter, or a session that names no `site`")
 PERSON_ID = OpenApiParameter(
     "profile_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="profile id (merged ids resolve)"
 )
@@ -232,7 +234,7 @@ class PeopleListApi(SiteScopedMixin, APIView):
             "`age=30` matches 30 and \"30\"). `segment=<id>` answers 400 until segments exist."
         ),
         parameters=[PeopleQuerySerializer, SITE_PARAMETER],
-        responses={200: PeoplePageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: PeoplePageSerializer, 400: BAD_INPUT, 401: UNAUTHENTICATED, 404: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         params = PeopleQuerySerializer(data=request.query_params)
@@ -269,7 +271,7 @@ class PersonDetailApi(PersonLookupMixin, APIView):
         description="Properties, identities, companies and the 50 newest events. An id that was "
         "merged into another person answers with that person.",
         parameters=[SITE_PARAMETER, PERSON_ID],
-        responses={200: PersonDetailSerializer, 404: NOT_FOUND},
+        responses={200: PersonDetailSerializer, 400: BAD_INPUT, 401: UNAUTHENTICATED, 404: NOT_FOUND},
     )
     def get(self, request: Request, profile_id: int) -> Response:
         profile = self.get_person()
@@ -284,7 +286,14 @@ class PersonDetailApi(PersonLookupMixin, APIView):
         "their calls still queued or set aside as failed. "
         "Irreversible. Needs the secret key or the admin role on the site.",
         parameters=[SITE_PARAMETER, PERSON_ID],
-        responses={204: None, 403: ErrorSerializer, 404: NOT_FOUND, 503: ErrorSerializer},
+        responses={
+            204: None,
+            400: BAD_INPUT,
+            401: UNAUTHENTICATED,
+            403: ErrorSerializer,
+            404: NOT_FOUND,
+            503: ErrorSerializer,
+        },
     )
     def delete(self, request: Request, profile_id: int) -> Response:
         self.check_may_manage_people()
@@ -306,7 +315,7 @@ class PersonExportApi(PersonLookupMixin, APIView):
         "merged into theirs), identities, companies, sessions, merge records and every event "
         "(oldest first). Needs the secret key or the admin role on the site.",
         parameters=[SITE_PARAMETER, PERSON_ID],
-        responses={200: PersonExportSerializer, 403: ErrorSerializer, 404: NOT_FOUND},
+        responses={200: PersonExportSerializer, 400: BAD_INPUT, 401: UNAUTHENTICATED, 403: ErrorSerializer, 404: NOT_FOUND},
     )
     def get(self, request: Request, profile_id: int) -> Response:
         self.check_may_manage_people()
@@ -328,7 +337,7 @@ class PersonByIdentityApi(SiteScopedMixin, APIView):
             SITE_PARAMETER,
             OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH),
         ],
-        responses={200: PersonDetailSerializer, 400: ErrorSerializer, 404: NOT_FOUND},
+        responses={200: PersonDetailSerializer, 400: BAD_INPUT, 401: UNAUTHENTICATED, 404: NOT_FOUND},
     )
     def get(self, request: Request, key: str) -> Response:
         params = ByIdentityQuerySerializer(data=request.query_params)

@@ -263,6 +263,36 @@ def test_it_documents_the_people_endpoints(key_client):
     assert {"q", "sort", "cursor", "limit", "site"} <= params
 
 
+def test_it_documents_every_status_it_answers(api_client, site, bob, marketer):
+    ops = [
+        ("get", "/api/v1/people", "/api/v1/people"),
+        ("get", f"/api/v1/people/{bob.pk}", "/api/v1/people/{profile_id}"),
+        ("delete", f"/api/v1/people/{bob.pk}", "/api/v1/people/{profile_id}"),
+        ("get", f"/api/v1/people/{bob.pk}/export", "/api/v1/people/{profile_id}/export"),
+        ("get", "/api/v1/people/by-identity/bob", "/api/v1/people/by-identity/{key}"),
+        ("get", "/api/v1/sites", "/api/v1/sites"),
+        ("get", f"/api/v1/sites/{site.pk}", "/api/v1/sites/{site_id}"),
+    ]
+    paths = api_client.get("/api/schema/", {"format": "json"}).json()["paths"]
+
+    def assert_documented(response, method, template):
+        documented = paths[template][method]["responses"]
+        assert str(response.status_code) in documented, (method, template, response.status_code)
+        assert documented[str(response.status_code)]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+        assert set(response.json()) == {"code", "message"} | ({"errors"} & set(response.json()))
+
+    for method, url, template in ops:  # no credentials, then a revoked or made-up key
+        assert_documented(getattr(api_client, method)(url), method, template)
+        api_client.credentials(HTTP_AUTHORIZATION="Bearer sk_nope")
+        assert_documented(getattr(api_client, method)(url), method, template)
+        api_client.credentials()
+    api_client.force_authenticate(marketer)  # a session that does not say which site
+    for method, url, template in ops[:5]:
+        assert_documented(getattr(api_client, method)(url), method, template)
+
+
 def test_it_survives_nul_bytes_in_search_and_keys(key_client, bob):
     response = key_client.get("/api/v1/people", {"q": "bo\x00b"})
     assert response.status_code == 400 and "q" in response.json()["errors"]

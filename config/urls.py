@@ -11,8 +11,9 @@ from tracking.app_urls import page_urls as tracking_pages
 
 from . import urls_tracking
 
-# A 404 under /api/ answers in the API's JSON error shape.
+# A 404 or a 500 under /api/ answers in the API's JSON error shape.
 handler404 = "tracking.api_base.page_not_found"
+handler500 = "tracking.api_base.server_error"
 
 # Marketer pages of every app share the "app" namespace under /app/.
 app_pages = (tracking_pages + profiles_pages, "app")

@@ -32,6 +32,14 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The site's 500 (``handler500``): under /api/ the API's JSON error shape, so a
+    client reads ``code`` and ``message`` as from any other error; elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "server_error", "message": "Server error."}, status=500)
+    return defaults.server_error(request)
+
+
 def sites_for_request(request):
     if isinstance(request.auth, Site):
         return Site.objects.filter(pk=request.auth.pk)

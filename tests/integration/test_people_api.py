@@ -8,6 +8,7 @@ from unittest import mock
 import pytest
 from django.db import connections
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from profiles import services
 from profiles.models import Identity, Profile
@@ -291,6 +292,20 @@ def test_it_documents_every_status_it_answers(api_client, site, bob, marketer):
     api_client.force_authenticate(marketer)  # a session that does not say which site
     for method, url, template in ops[:5]:
         assert_documented(getattr(api_client, method)(url), method, template)
+
+
+def test_a_server_error_under_the_api_answers_in_its_error_shape(secret_key, client, site):
+    api = APIClient(raise_request_exception=False)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
+    with mock.patch("profiles.selectors.people_page", side_effect=RuntimeError("boom")):
+        response = api.get("/api/v1/people")
+        assert response.status_code == 500 and response["Content-Type"] == "application/json"
+        assert response.json() == {"code": "server_error", "message": "Server error."}
+        # Pages keep Django's.
+        client.raise_request_exception = False
+        client.force_login(MembershipFactory(site=site, role=Membership.Role.VIEWER).user)
+        page = client.get(f"/app/s/{site.pk}/people/")
+        assert page.status_code == 500 and page["Content-Type"].startswith("text/html")
 
 
 def test_it_survives_nul_bytes_in_search_and_keys(key_client, bob):

@@ -11,7 +11,8 @@ from tracking.app_urls import page_urls as tracking_pages
 
 from . import urls_tracking
 
-# A 404 or a 500 under /api/ answers in the API's JSON error shape.
+# A 400, 404 or 500 under /api/ answers in the API's JSON error shape.
+handler400 = "tracking.api_base.bad_request"
 handler404 = "tracking.api_base.page_not_found"
 handler500 = "tracking.api_base.server_error"
 

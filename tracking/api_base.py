@@ -32,6 +32,14 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The site's 400 for what Django itself refuses (``handler400``: too many query
+    fields, a host not allowed): under /api/ the API's JSON error shape."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "bad_request", "message": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """The site's 500 (``handler500``): under /api/ the API's JSON error shape, so a
     client reads ``code`` and ``message`` as from any other error; elsewhere Django's page."""

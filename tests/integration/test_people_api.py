@@ -308,6 +308,14 @@ def test_a_server_error_under_the_api_answers_in_its_error_shape(secret_key, cli
         assert page.status_code == 500 and page["Content-Type"].startswith("text/html")
 
 
+def test_a_request_django_refuses_answers_in_the_api_error_shape(key_client):
+    # More query fields than DATA_UPLOAD_MAX_NUMBER_FIELDS: Django's SuspiciousOperation.
+    query = "&".join(f"x{i}=1" for i in range(1100))
+    response = key_client.get(f"/api/v1/people?{query}")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert response.json() == {"code": "bad_request", "message": "Bad request."}
+
+
 def test_it_survives_nul_bytes_in_search_and_keys(key_client, bob):
     response = key_client.get("/api/v1/people", {"q": "bo\x00b"})
     assert response.status_code == 400 and "q" in response.json()["errors"]

@@ -184,6 +184,14 @@ SITE_PARAMETER = OpenApiParameter(
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="no such person on this site")
 UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description="no secret key or session, or a revoked key")
 BAD_INPUT = OpenApiResponse(ErrorSerializer, description="a bad parameter, or a session that names no `site`")
+FORGET_RESPONSES = {
+    204: None,
+    400: BAD_INPUT,
+    401: UNAUTHENTICATED,
+    403: ErrorSerializer,
+    404: NOT_FOUND,
+    503: OpenApiResponse(ErrorSerializer, description="calls accepted before are still being stored; retry"),
+}
 PERSON_ID = OpenApiParameter(
     "profile_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="profile id (merged ids resolve)"
 )
@@ -263,6 +271,15 @@ class PeopleListApi(SiteScopedMixin, APIView):
         )
 
 
+def forget_response(site: Site, profile: Profile) -> Response:
+    try:
+        services.profile_forget(site=site, profile=profile)
+    except services.QueueBusy as exc:
+        body = {"code": "busy", "message": str(exc)}
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class PersonDetailApi(PersonLookupMixin, APIView):
     @extend_schema(
         operation_id="people_retrieve",
@@ -286,24 +303,11 @@ class PersonDetailApi(PersonLookupMixin, APIView):
         "their calls still queued or set aside as failed. "
         "Irreversible. Needs the secret key or the admin role on the site.",
         parameters=[SITE_PARAMETER, PERSON_ID],
-        responses={
-            204: None,
-            400: BAD_INPUT,
-            401: UNAUTHENTICATED,
-            403: ErrorSerializer,
-            404: NOT_FOUND,
-            503: ErrorSerializer,
-        },
+        responses=FORGET_RESPONSES,
     )
     def delete(self, request: Request, profile_id: int) -> Response:
         self.check_may_manage_people()
-        profile = self.get_person()
-        try:
-            services.profile_forget(site=self.site, profile=profile)
-        except services.QueueBusy as exc:
-            body = {"code": "busy", "message": str(exc)}
-            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return forget_response(self.site, self.get_person())
 
 
 class PersonExportApi(PersonLookupMixin, APIView):
@@ -323,7 +327,7 @@ class PersonExportApi(PersonLookupMixin, APIView):
         return Response(services.profile_export(site=self.site, profile=profile))
 
 
-class PersonByIdentityApi(SiteScopedMixin, APIView):
+class PersonByIdentityApi(PersonLookupMixin, APIView):
     @extend_schema(
         operation_id="people_by_identity",
         tags=["people"],
@@ -340,14 +344,34 @@ class PersonByIdentityApi(SiteScopedMixin, APIView):
         responses={200: PersonDetailSerializer, 400: BAD_INPUT, 401: UNAUTHENTICATED, 404: NOT_FOUND},
     )
     def get(self, request: Request, key: str) -> Response:
-        params = ByIdentityQuerySerializer(data=request.query_params)
+        return Response(PersonDetailSerializer(person_detail_data(self.site, self.get_person())).data)
+
+    @extend_schema(
+        operation_id="people_by_identity_destroy",
+        tags=["people"],
+        summary="Forget a person, by any identity key",
+        description="`DELETE /api/v1/people/<id>` for the person an identity key names (a request "
+        "to be forgotten usually comes with an email or user id). `kind` as for the GET.",
+        parameters=[
+            ByIdentityQuerySerializer,
+            SITE_PARAMETER,
+            OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH),
+        ],
+        responses=FORGET_RESPONSES,
+    )
+    def delete(self, request: Request, key: str) -> Response:
+        self.check_may_manage_people()
+        return forget_response(self.site, self.get_person())
+
+    def get_person(self) -> Profile:
+        params = ByIdentityQuerySerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         profile = selectors.profile_by_identity(
-            site=self.site, key=key, kind=params.validated_data.get("kind") or None
+            site=self.site, key=self.kwargs["key"], kind=params.validated_data.get("kind") or None
         )
         if profile is None:
             raise NotFound("No person has this identity.")
-        return Response(PersonDetailSerializer(person_detail_data(self.site, profile)).data)
+        return profile
 
 
 urlpatterns = [

@@ -193,6 +193,22 @@ def test_it_deletes_a_person(key_client, site, bob, stranger):
     assert key_client.get(f"/api/v1/people/{bob.pk}").status_code == 404
 
 
+def test_it_forgets_a_person_named_by_any_identity_key(key_client, site, bob, stranger, marketer):
+    # A request to be forgotten comes with an email or a user id, not our profile id.
+    assert key_client.delete("/api/v1/people/by-identity/nobody").status_code == 404
+    assert key_client.delete("/api/v1/people/by-identity/bob?kind=nonsense").status_code == 400
+    editor = APIClient()
+    editor.force_authenticate(marketer)  # an editor, not an admin of the site
+    assert editor.delete(f"/api/v1/people/by-identity/bob?site={site.pk}").status_code == 403
+    assert Profile.objects.filter(pk=bob.pk).exists()
+    assert key_client.delete("/api/v1/people/by-identity/bob?kind=user").status_code == 204
+    assert not Profile.objects.filter(pk=bob.pk).exists()
+    assert not Event.objects.filter(profile_id=bob.pk).exists()
+    assert Profile.objects.filter(pk=stranger.pk).exists()
+    paths = key_client.get("/api/schema/", {"format": "json"}).json()["paths"]
+    assert "delete" in paths["/api/v1/people/by-identity/{key}"]
+
+
 @pytest.mark.parametrize(
     "method, path",
     [
@@ -200,6 +216,7 @@ def test_it_deletes_a_person(key_client, site, bob, stranger):
         ("get", "/api/v1/people/{id}/export"),
         ("delete", "/api/v1/people/{id}"),
         ("get", "/api/v1/people/by-identity/other@example.com?kind=email"),
+        ("delete", "/api/v1/people/by-identity/a-bob"),  # site A's visitor, by key of site B
     ],
 )
 def test_it_404s_people_of_another_site_for_a_secret_key(api_client, other_site, stranger, bob, method, path):

@@ -56,6 +56,16 @@ def test_marketer_switches_sites_and_cannot_open_another_sites_pages(page):
     expect(page.locator("#snippet")).to_contain_text(shop.primary_write_key().key)
     expect(page.locator("button", has_text="Save settings")).to_be_visible()
 
+    # From the keyboard: the arrows step through the sites without leaving the page, and
+    # Enter goes (an arrow key used to open the next site at once).
+    page.focus("#site-switcher")
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#site-switcher")).to_have_value(str(blog.pk))
+    page.wait_for_timeout(300)
+    assert page.url.endswith(f"/app/s/{shop.pk}/settings/")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/app/s/{blog.pk}/settings/")
+
     response = page.goto(f"/app/s/{secret.pk}/people/")
     assert response.status == 404
     response = page.goto(f"/app/s/{secret.pk}/settings/")

@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html, format_html_join
 
-from tracking.forms import clean_time_zone
+from tracking.forms import clean_origins, clean_time_zone
 from tracking.ingest import raptor
 from tracking.ingest.schema import MessageError
 from tracking.models import Site
@@ -135,3 +135,7 @@ class SiteAdminForm(forms.ModelForm):
     def clean_time_zone(self) -> str:
         # The admin's fieldsets add time_zone to this form; the settings page checks it too.
         return clean_time_zone(self.cleaned_data["time_zone"])
+
+    def clean_allowed_origins(self) -> list[str]:
+        # Also in the admin's fieldsets: the same origins the settings page accepts.
+        return clean_origins(self.cleaned_data["allowed_origins"])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import zoneinfo
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 
@@ -16,6 +17,57 @@ def clean_time_zone(value: str) -> str:
     if value not in zoneinfo.available_timezones():
         raise forms.ValidationError(f"Unknown time zone {value!r}; use an IANA name like Europe/Berlin.")
     return value
+
+
+def clean_origin(value: str) -> str:
+    """An allowed origin as browsers send it in ``Origin`` (tracking.http compares the two
+    as they are): scheme and host in lower case, the host in punycode, no default port.
+    Anything else (a path, a wildcard, two origins on a line) would never match, and the
+    site's pages would be refused every event."""
+    shown = value.strip()
+    origin = shown.rstrip("/")
+    hint = "write it as scheme and host only, e.g. https://shop.example"
+    if any(ch.isspace() or ch in ",;" for ch in origin):
+        raise forms.ValidationError(f"{shown!r} is not one origin: put each origin on a line of its own.")
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        raise forms.ValidationError(f"{shown!r} is not an origin: {hint}.") from None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if scheme not in ("http", "https") or not host:
+        raise forms.ValidationError(f"{shown!r} is not an origin (http:// or https://…): {hint}.")
+    if parts.path or parts.query or parts.fragment or "?" in origin or "#" in origin:
+        raise forms.ValidationError(f"{shown!r} has a path or query; browsers send only the origin: {hint}.")
+    if parts.username is not None or "*" in host:
+        raise forms.ValidationError(f"{shown!r} cannot match a browser's origin: {hint} (one line per origin, no wildcards).")
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise forms.ValidationError(f"{shown!r} has a host name that is not valid: {hint}.") from None
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def clean_origins(values: Any) -> list[str]:
+    """A site's allowed origins: each cleaned (``clean_origin``), repeats dropped; ``*``
+    (any origin, as no origins at all) is kept."""
+    if values in (None, ""):
+        return []
+    if not isinstance(values, list):
+        raise forms.ValidationError('Enter a list of origins, e.g. ["https://shop.example"].')
+    origins: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            raise forms.ValidationError(f"{value!r} is not an origin: enter text such as https://shop.example.")
+        if value.strip():
+            origin = "*" if value.strip() == "*" else clean_origin(value)
+            if origin not in origins:
+                origins.append(origin)
+    return origins
 
 
 class SiteSettingsForm(forms.ModelForm):
@@ -54,15 +106,7 @@ class SiteSettingsForm(forms.ModelForm):
         return clean_time_zone(self.cleaned_data["time_zone"])
 
     def clean_allowed_origins(self) -> list[str]:
-        origins = []
-        for line in self.cleaned_data["allowed_origins"].splitlines():
-            origin = line.strip().rstrip("/")
-            if not origin:
-                continue
-            if not origin.startswith(("http://", "https://")):
-                raise forms.ValidationError(f"{origin!r} is not an origin (http:// or https://…).")
-            origins.append(origin)
-        return origins
+        return clean_origins(self.cleaned_data["allowed_origins"].splitlines())
 
 
 class AutoEventRuleForm(forms.Form):

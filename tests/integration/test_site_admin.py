@@ -228,3 +228,30 @@ def test_only_staff_who_may_change_the_inbox_queue_failed_requests_again(client,
         client.post(changelist, {"action": "retry", "_selected_action": [row.pk]})
     row.refresh_from_db()
     assert (row.failed_at is None) is may_change
+
+
+@pytest.mark.parametrize(
+    ("value", "saved"),
+    [
+        ('["https://Shop.Example/", "https://shop.example"]', ["https://shop.example"]),
+        ('"https://shop.example"', None),  # a string, not a list: each letter would be an origin
+        ('["https://shop.example/store"]', None),
+    ],
+)
+def test_admin_checks_allowed_origins_as_the_settings_page_does(admin_client, site, value, saved):
+    response = admin_client.post(reverse("admin:tracking_site_change", args=[site.pk]), {
+        "name": site.name, "time_zone": "UTC", "session_timeout_minutes": 20,
+        "anonymous_retention_days": 60, "cart_abandon_minutes": 60,
+        "allowed_origins": value, "raptor_mapping": "{}", "auto_event_rules": "[]",
+        "write_keys-TOTAL_FORMS": 0, "write_keys-INITIAL_FORMS": 0,
+        "secret_keys-TOTAL_FORMS": 0, "secret_keys-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+    })
+    site.refresh_from_db()
+    if saved is None:
+        assert response.status_code == 200
+        assert "allowed_origins" in response.context["adminform"].form.errors
+        assert site.allowed_origins == []
+    else:
+        assert response.status_code == 302
+        assert site.allowed_origins == saved

@@ -198,3 +198,44 @@ def test_the_tracker_is_served_compressed_to_browsers_that_accept_it(client, enc
     assert response["Content-Encoding"] == encoding
     assert int(response["Content-Length"]) < 6 * 1024
     assert client.get(url).get("Content-Encoding") is None  # and plain to those that do not
+
+
+def test_settings_store_allowed_origins_as_browsers_send_them(site_admin_client, client, site):
+    # Browsers send Origin in lower case, the host in punycode, without a default port:
+    # an origin written any other way would refuse the shop's own pages.
+    origins = "https://Shop.Example/\nhttps://bücher.example\nhttp://localhost:8000\nhttps://shop.example:443\n"
+    response = site_admin_client.post(reverse("app:settings", args=[site.pk]), settings_post(site, allowed_origins=origins))
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert site.allowed_origins == ["https://shop.example", "https://xn--bcher-kva.example", "http://localhost:8000"]
+
+    key = site.primary_write_key().key
+    body = {"writeKey": key, "batch": [{"type": "track", "event": "Seen", "anonymousId": "a-origins-1"}]}
+    for origin, status in [("https://xn--bcher-kva.example", 200), ("https://shop.example", 200), ("https://evil.example", 403)]:
+        answer = client.post("/v1/batch", body, content_type="application/json", HTTP_ORIGIN=origin)
+        assert answer.status_code == status, origin
+        assert answer["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("https://shop.example/store", "has a path or query"),
+        ("https://shop.example?utm=1", "has a path or query"),
+        ("https://*.shop.example", "no wildcards"),
+        ("https://shop.example, https://b.example", "put each origin on a line of its own"),
+        ("shop.example", "is not an origin (http:// or https://…)"),
+        ("https://shop.example:99999", "is not an origin"),
+        ("https://shop..example", "host name that is not valid"),
+    ],
+)
+def test_settings_refuse_an_origin_no_browser_sends_naming_the_field(site_admin_client, site, line, reason):
+    response = site_admin_client.post(
+        reverse("app:settings", args=[site.pk]), settings_post(site, name="Renamed", allowed_origins=line)
+    )
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == ["allowed_origins"]
+    assert reason in errors["allowed_origins"][0]
+    site.refresh_from_db()
+    assert (site.name, site.allowed_origins) == ("Site A", [])

@@ -358,7 +358,11 @@
     }
 
     function glob(pattern, text) {
-      return new RegExp('^' + pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$').test(text);
+      var decoded = text;
+      try { decoded = decodeURI(text); } catch (e) { /* a stray % */ }
+      var re = new RegExp('^' + pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$');
+      // The address comes percent-encoded (/caf%C3%A9); rules are written either way.
+      return re.test(text) || re.test(decoded);
     }
     function checkPage() {
       var path = location.pathname + location.search;

@@ -335,3 +335,18 @@ def test_do_not_track_sends_nothing_when_the_site_respects_it(shop, page, live_s
     other = Shop(live_server, SiteFactory(name="Other shop"), page)
     page.goto(other.page_with_snippet("no-dnt", script="footprint.track('Tracked')"))
     other.wait_for_types("page-view", "Tracked")
+
+
+def test_page_rules_written_with_non_ascii_addresses_fire(shop, page):
+    # Browsers give the tracker the address percent-encoded (/pages/%D0%BA…); a marketer
+    # writes the page as it reads.
+    shop.site.auto_event_rules = [
+        {"kind": "page", "match": "/pages/каталог*", "event": "Catalogue Viewed"},
+        {"kind": "page", "match": "/pages/suche?q=größe*", "event": "Searched"},
+    ]
+    shop.site.save()
+    page.goto(shop.page_with_snippet("каталог-обуви"))
+    shop.wait_for_types("Catalogue Viewed")
+    page.evaluate("history.pushState({}, '', '/pages/suche?q=größe-42')")
+    [searched] = [e for e in shop.wait_for_types("Searched") if e.type == "Searched"]
+    assert searched.properties["rule"] == "/pages/suche?q=größe*"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -26,7 +28,9 @@ def home(request):
 @site_page
 def site_settings(request, site: Site):
     editable = can(request.user, site, Membership.Role.ADMIN)
-    form = SiteSettingsForm(request.POST or None, instance=site)
+    # A copy: a refused form has already put what was typed on its instance, and the
+    # page's heading and site switcher show ``site`` as saved.
+    form = SiteSettingsForm(request.POST or None, instance=copy.copy(site))
     rules = auto_event_rules_formset(site, request.POST or None)
     if request.method == "POST":
         if not editable:

@@ -239,3 +239,18 @@ def test_settings_refuse_an_origin_no_browser_sends_naming_the_field(site_admin_
     assert reason in errors["allowed_origins"][0]
     site.refresh_from_db()
     assert (site.name, site.allowed_origins) == ("Site A", [])
+
+
+def test_a_refused_settings_post_leaves_the_site_name_shown_as_saved(site_admin_client, site):
+    # The heading and the site switcher name the site as it is, not as the refused form
+    # would have renamed it (which reads as if the new name had been saved).
+    response = site_admin_client.post(
+        reverse("app:settings", args=[site.pk]), settings_post(site, name="Renamed", session_timeout_minutes=0)
+    )
+    assert response.status_code == 200
+    assert list(response.context["form"].errors) == ["session_timeout_minutes"]
+    assert response.context["current_site"].name == "Site A"
+    assert [s.name for s in response.context["user_sites"]] == ["Site A"]
+    html = response.content.decode()
+    assert '<small class="muted">Site A</small>' in html
+    assert 'value="Renamed"' in html  # what was typed stays in the field, to correct

@@ -5,6 +5,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from tracking import auto_events
 from tracking.models import Site
@@ -99,6 +100,14 @@ class SiteSettingsForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if isinstance(field, forms.IntegerField):
+                # The model's bounds (a positive field's form field says 0), in the input's
+                # min and max and in the error.
+                limits = [v for v in Site._meta.get_field(name).validators if isinstance(v, (MinValueValidator, MaxValueValidator))]
+                field.validators = [v for v in field.validators if not isinstance(v, MinValueValidator)] + limits
+                for validator in limits:
+                    field.widget.attrs["min" if isinstance(validator, MinValueValidator) else "max"] = validator.limit_value
         if self.instance and isinstance(self.instance.allowed_origins, list):
             self.initial["allowed_origins"] = "\n".join(self.instance.allowed_origins)
 

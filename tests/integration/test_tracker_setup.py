@@ -254,3 +254,30 @@ def test_a_refused_settings_post_leaves_the_site_name_shown_as_saved(site_admin_
     html = response.content.decode()
     assert '<small class="muted">Site A</small>' in html
     assert 'value="Renamed"' in html  # what was typed stays in the field, to correct
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("session_timeout_minutes", -1, "greater than or equal to 1."),
+        ("session_timeout_minutes", 0, "greater than or equal to 1."),
+        ("session_timeout_minutes", 10**20, "less than or equal to 1440."),
+        ("anonymous_retention_days", -5, "greater than or equal to 1."),
+        ("anonymous_retention_days", 3651, "less than or equal to 3650."),
+        ("cart_abandon_minutes", -1, "greater than or equal to 1."),
+        ("cart_abandon_minutes", "", "This field is required."),
+    ],
+)
+def test_settings_name_the_real_bounds_of_each_number(site_admin_client, site, field, value, error):
+    response = site_admin_client.post(reverse("app:settings", args=[site.pk]), settings_post(site, **{field: value}))
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == [field]
+    assert len(errors[field]) == 1 and errors[field][0].endswith(error)
+
+
+def test_settings_number_inputs_carry_the_bounds_the_server_checks(site_admin_client, site):
+    html = site_admin_client.get(reverse("app:settings", args=[site.pk])).content.decode()
+    assert 'name="session_timeout_minutes" value="20" min="1" max="1440"' in html
+    assert 'name="anonymous_retention_days" value="60" min="1" max="3650"' in html
+    assert 'name="cart_abandon_minutes" value="60" min="1" max="43200"' in html

@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.utils.html import format_html, format_html_join
 
+from tracking import auto_events
 from tracking.forms import clean_origins, clean_time_zone
 from tracking.ingest import raptor
 from tracking.ingest.schema import MessageError
@@ -139,3 +140,10 @@ class SiteAdminForm(forms.ModelForm):
     def clean_allowed_origins(self) -> list[str]:
         # Also in the admin's fieldsets: the same origins the settings page accepts.
         return clean_origins(self.cleaned_data["allowed_origins"])
+
+    def clean_auto_event_rules(self) -> list[dict[str, str]]:
+        # Raw JSON here: the rules the Settings page's editor would accept, or the reason.
+        try:
+            return auto_events.check_rules(self.cleaned_data["auto_event_rules"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None

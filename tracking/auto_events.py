@@ -14,6 +14,8 @@ selector its browser refuses).
 
 from __future__ import annotations
 
+from typing import Any
+
 KINDS = {"page": "Page view", "click": "Click"}
 MAX_MATCH_LENGTH = 500
 MAX_EVENT_LENGTH = 255
@@ -61,6 +63,30 @@ def check_event_name(value: str) -> str:
     if len(name) > MAX_EVENT_LENGTH:
         raise ValueError(f"Keep the event name under {MAX_EVENT_LENGTH} characters.")
     return name
+
+
+def check_rules(value: Any) -> list[dict[str, str]]:
+    """A whole ``Site.auto_event_rules`` list as JSON gives it (the admin edits it raw):
+    each rule checked as the Settings page checks its rows; raises ValueError naming the
+    rule (numbered from 1) and the reason."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise ValueError('Enter a list of rules, e.g. [{"kind": "page", "match": "/pricing*", "event": "Pricing Viewed"}].')
+    rules = []
+    for number, rule in enumerate(value, start=1):
+        if not isinstance(rule, dict) or set(rule) != {"kind", "match", "event"}:
+            raise ValueError(f'Rule {number}: give exactly "kind", "match" and "event".')
+        if rule["kind"] not in KINDS:
+            raise ValueError(f'Rule {number}: kind must be one of {", ".join(KINDS)}.')
+        if not isinstance(rule["match"], str) or not isinstance(rule["event"], str):
+            raise ValueError(f'Rule {number}: "match" and "event" are text.')
+        check = check_url_pattern if rule["kind"] == "page" else check_selector
+        try:
+            rules.append({"kind": rule["kind"], "match": check(rule["match"]), "event": check_event_name(rule["event"])})
+        except ValueError as exc:
+            raise ValueError(f"Rule {number}: {exc}") from None
+    return rules
 
 
 def _check_balanced(selector: str) -> None:

@@ -255,3 +255,46 @@ def test_admin_checks_allowed_origins_as_the_settings_page_does(admin_client, si
     else:
         assert response.status_code == 302
         assert site.allowed_origins == saved
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ('[{"kind": "page", "match": "pricing", "event": "Pricing Viewed"}]', "Rule 1: Start the pattern with /"),
+        ('[{"kind": "page", "match": "/a", "event": "A"}, {"kind": "click", "match": "button {x}", "event": "B"}]',
+         "Rule 2: A CSS selector cannot contain {"),
+        ('[{"kind": "hover", "match": "a", "event": "A"}]', "Rule 1: kind must be one of page, click."),
+        ('[{"kind": "page", "match": "/a"}]', 'Rule 1: give exactly "kind", "match" and "event".'),
+        ('{"kind": "page", "match": "/a", "event": "A"}', "Enter a list of rules"),
+    ],
+)
+def test_admin_refuses_auto_event_rules_the_tracker_could_not_use(admin_client, site, value, error):
+    # A rule the Settings page would refuse never fires (a page pattern without its
+    # leading /) or is dropped from the tracker config without a word.
+    response = admin_client.post(reverse("admin:tracking_site_change", args=[site.pk]), {
+        "name": site.name, "time_zone": "UTC", "session_timeout_minutes": 20,
+        "anonymous_retention_days": 60, "cart_abandon_minutes": 60,
+        "allowed_origins": "[]", "raptor_mapping": "{}", "auto_event_rules": value,
+        "write_keys-TOTAL_FORMS": 0, "write_keys-INITIAL_FORMS": 0,
+        "secret_keys-TOTAL_FORMS": 0, "secret_keys-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+    })
+    assert response.status_code == 200
+    [message] = response.context["adminform"].form.errors["auto_event_rules"]
+    assert message.startswith(error)
+    site.refresh_from_db()
+    assert site.auto_event_rules == []
+
+
+def test_admin_saves_good_auto_event_rules_trimmed(admin_client, site):
+    response = admin_client.post(reverse("admin:tracking_site_change", args=[site.pk]), {
+        "name": site.name, "time_zone": "UTC", "session_timeout_minutes": 20,
+        "anonymous_retention_days": 60, "cart_abandon_minutes": 60, "allowed_origins": "[]", "raptor_mapping": "{}",
+        "auto_event_rules": '[{"kind": "click", "match": " button.buy ", "event": " Buy "}]',
+        "write_keys-TOTAL_FORMS": 0, "write_keys-INITIAL_FORMS": 0,
+        "secret_keys-TOTAL_FORMS": 0, "secret_keys-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+    })
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert site.auto_event_rules == [{"kind": "click", "match": "button.buy", "event": "Buy"}]

@@ -110,3 +110,21 @@ def test_it_rejects_bad_and_revoked_secret_keys_with_the_error_shape(api_client,
     assert api_client.get("/api/v1/sites").status_code == 401
     api_client.credentials()
     assert api_client.get("/api/v1/sites").status_code in (401, 403)
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_a_viewer_or_editor_post_changes_no_setting_nor_rule(client, site, marketer, role):
+    Membership.objects.filter(user=marketer).update(role=role)
+    client.login(username=marketer.username, password=PASSWORD)
+    url = reverse("app:settings", args=[site.pk])
+    response = client.post(url, {
+        "name": "Hacked", "time_zone": "UTC", "session_timeout_minutes": 1, "anonymous_retention_days": 1,
+        "cart_abandon_minutes": 1, "allowed_origins": "https://evil.example", "respect_do_not_track": "on",
+        "rules-TOTAL_FORMS": "1", "rules-INITIAL_FORMS": "0",
+        "rules-0-kind": "click", "rules-0-match": "body", "rules-0-event": "Everything",
+    }, follow=True)
+    assert response.redirect_chain == [(url, 302)]
+    assert "Only site admins can change settings." in response.content.decode()
+    site.refresh_from_db()
+    assert (site.name, site.session_timeout_minutes, site.allowed_origins, site.auto_event_rules) == ("Site A", 20, [], [])
+    assert site.respect_do_not_track is False

@@ -52,11 +52,24 @@ def secret_key_issue(*, site: Site, label: str = "") -> IssuedSecret:
 # this process; other processes, and ``QuerySet.update()``, are seen within the TTL.
 _write_key_cache: dict[str, tuple[float, Site, datetime | None]] = {}
 _WRITE_KEY_CACHE_LIMIT = 10_000
+_WRITE_KEY_LENGTH = WriteKey._meta.get_field("key").max_length
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def site_for_write_key(key: str | None) -> Site | None:
-    """The site of an active write key (cached for ``WRITE_KEY_CACHE_SECONDS`` when set)."""
-    if not key:
+    """The site of an active write key (cached for ``WRITE_KEY_CACHE_SECONDS`` when set).
+    A key that no key can be (past the column's length, a NUL or lone surrogate, which
+    PostgreSQL refuses to compare) names no site."""
+    if not key or len(key) > _WRITE_KEY_LENGTH or not _storable_text(key):
         return None
     ttl = settings.WRITE_KEY_CACHE_SECONDS
     now = time.monotonic()

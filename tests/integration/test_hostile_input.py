@@ -481,3 +481,14 @@ def test_settings_and_tracker_config_of_a_key_no_key_can_be_are_404(client, fuzz
         response = client.get(path)
         assert response.status_code == 404, (path, response.content)
         assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("query", ["=%00", "cb=a%00b", "c%00b=1", "cb=1&cb=%00"])
+def test_raptor_a_nul_in_a_parameter_kept_in_the_context_is_a_400(client, fuzz_site, query):
+    """Parameters other than pN and the ids go to context["params"]: a NUL there was
+    refused by PostgreSQL only when the event was copied in (500)."""
+    before = stored(fuzz_site)
+    response = client.get(f"/t/{write_key(fuzz_site)}.rsa?p1=visit&coid=c-1&sid=s-1&{query}")
+    assert response.status_code == 400, response.content
+    assert "NUL" in response.json()["errors"][0]["reason"]
+    assert stored(fuzz_site) == before

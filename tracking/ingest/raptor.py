@@ -33,7 +33,7 @@ from typing import Any
 
 from profiles.models import Identity
 from tracking.ingest.schema import Kind, Message, MessageError, clean_id
-from tracking.ingest.wire import Params, RequestRejected, one
+from tracking.ingest.wire import Params, RequestRejected, check_storable, one
 
 EVENT_TYPE = "event_type"
 USER_ID = "user_id"
@@ -135,6 +135,9 @@ def _parse(params: Params, mapping: dict[str, str], context: dict[str, Any]) -> 
         if name in ID_PARAMS:
             continue
         if not PARAM.match(name):
+            check_storable(name, "query string")  # a parameter's name
+            for value in values:
+                check_storable(value, name)
             extra[name] = values[0] if len(values) == 1 else values
             continue
         value = one(params, name)

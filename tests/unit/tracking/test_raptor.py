@@ -98,6 +98,10 @@ def test_a_plus_that_arrived_as_a_space_is_put_back():
         ("p1=v&coid=c&sid=s&p7=undefined", "p7"),
         ("p1=v&p1=w&coid=c&sid=s", "p1"),
         ("p1=v&coid=c&sid=s&am=a&am=b", "am"),
+        # Other parameters are kept in the context: a NUL there made the COPY fail (500).
+        ("p1=v&coid=c&sid=s&cb=%00", "cb"),
+        ("p1=v&coid=c&sid=s&cb=1&cb=a%00", "cb"),
+        ("p1=v&coid=c&sid=s&c%00b=1", "query string"),
     ],
 )
 def test_it_refuses_bad_parameters_naming_them(query, field):

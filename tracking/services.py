@@ -13,6 +13,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from tracking import keys
+from tracking.ingest.schema import storable_text
 from tracking.models import SecretKey, Site, WriteKey
 
 
@@ -55,21 +56,11 @@ _WRITE_KEY_CACHE_LIMIT = 10_000
 _WRITE_KEY_LENGTH = WriteKey._meta.get_field("key").max_length
 
 
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def site_for_write_key(key: str | None) -> Site | None:
     """The site of an active write key (cached for ``WRITE_KEY_CACHE_SECONDS`` when set).
     A key that no key can be (past the column's length, a NUL or lone surrogate, which
     PostgreSQL refuses to compare) names no site."""
-    if not key or len(key) > _WRITE_KEY_LENGTH or not _storable_text(key):
+    if not key or len(key) > _WRITE_KEY_LENGTH or not storable_text(key):
         return None
     ttl = settings.WRITE_KEY_CACHE_SECONDS
     now = time.monotonic()

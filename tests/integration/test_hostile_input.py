@@ -492,3 +492,23 @@ def test_raptor_a_nul_in_a_parameter_kept_in_the_context_is_a_400(client, fuzz_s
     assert response.status_code == 400, response.content
     assert "NUL" in response.json()["errors"][0]["reason"]
     assert stored(fuzz_site) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda p: p["session"].update(id="s\x00"), "session.id"),
+        (lambda p: p["session"].update(id="s\ud800"), "session.id"),
+        (lambda p: p["events"][0].update(type="page\x00view"), "type"),
+        (lambda p: p["events"][0].update(type="page\udfffview"), "type"),
+    ],
+)
+def test_tracardi_a_nul_or_lone_surrogate_in_an_id_or_event_type_is_a_400(client, fuzz_site, change, field):
+    """Tracardi's session id and event type reached PostgreSQL unchecked (500)."""
+    payload = {"source": {"id": write_key(fuzz_site)}, "session": {"id": "s-1"}, "events": [{"type": "page-view"}]}
+    change(payload)
+    before = stored(fuzz_site)
+    response = client.generic("POST", "/track", encode(payload), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["field"] == field, response.json()
+    assert stored(fuzz_site) == before

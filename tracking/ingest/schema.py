@@ -229,7 +229,26 @@ def clean_id(value: Any, field_name: str, *, required: bool = False) -> str | No
         raise MessageError(field_name, f"{text!r} is not a usable id")
     if len(text) > MAX_ID_LENGTH:
         raise MessageError(field_name, f"is longer than {MAX_ID_LENGTH} characters")
+    if not storable_text(text):
+        raise MessageError(field_name, UNSTORABLE)
     return text
+
+
+UNSTORABLE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
+
+
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL can store the text: no NUL, no lone surrogate (ASCII is the
+    common case and needs no encoding to tell)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 MAX_PROFILE_ID = 2**63 - 1  # bigint
@@ -271,6 +290,8 @@ def validate(message: Message) -> None:
         message.event = message.event.strip()
         if len(message.event) > MAX_EVENT_NAME_LENGTH:
             raise MessageError("event", f"is longer than {MAX_EVENT_NAME_LENGTH} characters")
+        if not storable_text(message.event):
+            raise MessageError("event", UNSTORABLE)
         if kind is Kind.CART and message.event not in CART_ACTIONS:
             raise MessageError("event", f"must be one of {', '.join(CART_ACTIONS)}")
     if kind is Kind.IDENTIFY and not message.user_id:

@@ -16,6 +16,7 @@ from tracking import jsontext
 
 MAX_ID_LENGTH = 255
 MAX_EVENT_NAME_LENGTH = 255
+MAX_EMAIL_LENGTH = 320
 
 # Ids that never identify or merge anyone (compared case-insensitively, trimmed).
 JUNK_IDS = frozenset(
@@ -306,6 +307,19 @@ def validate(message: Message) -> None:
     for name in ("properties", "traits", "context"):
         if not isinstance(getattr(message, name), dict):
             raise MessageError(name, "must be an object")
+    if kind in (Kind.IDENTIFY, Kind.SET):
+        _check_email_trait(message.traits.get("email"))
+
+
+def _check_email_trait(email: Any) -> None:
+    """The person's ``email`` property is indexed (people search): past the index's
+    entry limit PostgreSQL refuses the profile's row. An address has at most 320
+    characters (RFC 5321: 64 + @ + 255)."""
+    if email is None:
+        return
+    size = len(email) if isinstance(email, str) else len(jsontext.dumps(email))
+    if size > MAX_EMAIL_LENGTH:
+        raise MessageError("traits.email", f"is longer than {MAX_EMAIL_LENGTH} characters")
 
 
 def _wire_name(attr: str) -> str:

@@ -557,3 +557,18 @@ def test_queued_an_email_past_the_search_index_limit_is_refused_not_set_aside(fu
     assert response.status_code == 400, response.content[:300]
     drained_cleanly()
     assert not InboxBatch.objects.filter(site=fuzz_site).exists()
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1E999", "1" + "0" * 400 + ".5"])
+@pytest.mark.parametrize("path", ["/v1/track", "/v1/batch"])
+def test_segment_a_number_past_a_double_is_refused_not_stored_as_null(client, fuzz_site, number, path):
+    """JSON allows 1e400, but Python reads it as infinity, which was then written as
+    null: the event was stored with a value other than the one sent."""
+    message = encode(SEGMENT_BASE["track"]).replace(b'"a": 1', b'"a": ' + number.encode())
+    raw = b'{"batch": [' + message + b"]}" if path == "/v1/batch" else message
+    before = stored(fuzz_site)
+    response = segment_post(client, path, raw, write_key(fuzz_site))
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] == "invalid_json"
+    assert number[:5] in response.json()["message"]
+    assert stored(fuzz_site) == before

@@ -127,7 +127,7 @@ def decode_body(raw: bytes, *, content_encoding: str = "") -> Body:
     if not raw.strip():
         raise RequestRejected(400, "invalid_json", "The request body is empty")
     try:
-        payload = jsontext.loads(raw, parse_constant=_reject_constant)
+        payload = jsontext.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         # UnicodeDecodeError is a ValueError too.
         raise RequestRejected(
@@ -167,6 +167,17 @@ def _inflate(raw: bytes, *, gzip: bool) -> bytes:
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON and PostgreSQL's jsonb refuses them.
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    # JSON allows 1e400; a double cannot hold it, and infinity would be written as null.
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise ValueError(f"{text[:32]} is too large a number")
+    return value
+
+
+_INFINITY = float("inf")
 
 
 def _short(exc: BaseException) -> str:

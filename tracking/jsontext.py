@@ -53,6 +53,41 @@ def dumps_bytes(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+# Objects and lists within each other: as deep as orjson writes. Deeper values fall back
+# to the standard library, which runs out of stack near 1,000 levels (a RecursionError
+# after the request was accepted), so request bodies are held to this.
+MAX_DEPTH = 254
+
+
+def too_deep(value: Any, text: bytes) -> bool:
+    """Whether ``value``, read from ``text``, nests objects and lists past ``MAX_DEPTH``.
+    A text with fewer brackets cannot; orjson writes (in C) any value that does not,
+    unless it holds an integer past 64 bits: only then is the value walked."""
+    if text.count(b"{") + text.count(b"[") <= MAX_DEPTH:
+        return False
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return _depth_past(value, MAX_DEPTH)
+    return False
+
+
+def _depth_past(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
+
+
 def loads(text: str | bytes, **stdlib_options: Any) -> Any:
     """Like ``json.loads(text, **stdlib_options)``; the options (``parse_constant``…)
     apply where the standard library reads the text."""

@@ -572,3 +572,25 @@ def test_segment_a_number_past_a_double_is_refused_not_stored_as_null(client, fu
     assert response.json()["code"] == "invalid_json"
     assert number[:5] in response.json()["message"]
     assert stored(fuzz_site) == before
+
+
+@pytest.mark.parametrize("depth", [100, 250, 300, 600, 916, 960, 1020, 1100, 5000])
+@pytest.mark.parametrize("path", ["/v1/track", "/v1/batch", "/track"])
+def test_deeply_nested_properties_are_stored_or_refused_cleanly(client, fuzz_site, depth, path):
+    """Properties nested about a thousand deep were read, then failed to be written
+    (RecursionError: a 500); the limit is now what orjson writes, 254 levels."""
+    nested = b'{"a":' * depth + b"1" + b"}" * depth
+    if path == "/track":
+        raw = encode({"source": {"id": write_key(fuzz_site)}, "session": {"id": "s-1"}, "events": [{"type": "x", "properties": {"p": 0}}]})
+        raw = raw.replace(b'{"p": 0}', nested)
+    else:
+        raw = encode(SEGMENT_BASE["track"]).replace(b'{"a": 1}', nested)
+        raw = b'{"batch": [' + raw + b"]}" if path == "/v1/batch" else raw
+    before = stored(fuzz_site)
+    response = client.generic("POST", path, raw, content_type="application/json", HTTP_AUTHORIZATION=basic(write_key(fuzz_site)))
+    body = check_answer(response, fuzz_site, before)
+    if depth <= 250:
+        assert response.status_code == 200, body
+    else:
+        assert response.status_code == 400 and body["code"] == "invalid_json", body
+

@@ -135,6 +135,10 @@ def decode_body(raw: bytes, *, content_encoding: str = "") -> Body:
         ) from None
     if not isinstance(payload, dict):
         raise RequestRejected(400, "invalid_json", "The body must be a JSON object")
+    if jsontext.too_deep(payload, raw):
+        raise RequestRejected(
+            400, "invalid_json", f"The body nests objects and lists more than {jsontext.MAX_DEPTH} deep"
+        )
     return Body(
         payload=payload, size=len(raw), has_risky_escape=_RISKY_ESCAPE.search(raw) is not None
     )

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tracking import jsontext
 from tracking.ingest.schema import (
     MAX_EVENT_NAME_LENGTH,
     Kind,
@@ -72,6 +73,8 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise RequestRejected(400, "invalid_json", f"The body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
         raise RequestRejected(400, "invalid_json", "The body must be a JSON object (the tracker payload)")
+    if jsontext.too_deep(payload, raw):
+        raise RequestRejected(400, "invalid_json", f"The body nests objects and lists more than {jsontext.MAX_DEPTH} deep")
     return payload
 
 

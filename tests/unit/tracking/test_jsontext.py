@@ -4,6 +4,7 @@ faster: orjson where it agrees, the standard library where it would not."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -70,3 +71,19 @@ def test_queued_json_text_is_read_by_orjson(monkeypatch):
         "ip": "198.51.100.7",
     }
     assert jsontext.loads(jsontext.RawJSON("[1, 2]")) == [1, 2]
+
+
+def test_too_deep_walks_only_what_orjson_cannot_write():
+    assert not jsontext.too_deep({"a": [1] * 1000}, b"{" + b"[" * 1000)  # brackets, no depth
+    deep = nested_value(255)
+    assert jsontext.too_deep(deep, b"{" * 255)
+    assert not jsontext.too_deep(nested_value(254), b"{" * 254)
+    assert jsontext.too_deep({"big": 2**70, "deep": deep}, b"{" * 256)  # orjson refuses the integer
+    assert not jsontext.too_deep({"big": 2**70, "deep": nested_value(253)}, b"{" * 256)
+
+
+def nested_value(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value

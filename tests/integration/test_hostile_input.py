@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import zlib
+from datetime import datetime
 from typing import Any
 from unittest import mock
 from urllib.parse import quote
@@ -594,3 +595,69 @@ def test_deeply_nested_properties_are_stored_or_refused_cleanly(client, fuzz_sit
     else:
         assert response.status_code == 400 and body["code"] == "invalid_json", body
 
+
+
+# Dates a client may send: any year the adapters take, any offset ISO 8601 allows.
+odd_offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda minutes: f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+)
+odd_dates = st.builds(
+    lambda moment, offset, shape: {
+        "offset": moment.isoformat() + offset,
+        "Z": moment.isoformat() + "Z",
+        "naive": moment.isoformat(),
+        "date": moment.date().isoformat(),
+    }[shape],
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    odd_offsets,
+    st.sampled_from(["offset", "Z", "naive", "date"]),
+)
+
+
+@FUZZ
+@given(timestamp=st.none() | odd_dates, sent_at=st.none() | odd_dates, batch_sent_at=st.none() | odd_dates)
+def test_segment_any_dates_are_stored_or_refused_cleanly(client, fuzz_site, timestamp, sent_at, batch_sent_at):
+    message = {**SEGMENT_BASE["track"], "timestamp": timestamp, "sentAt": sent_at}
+    before = stored(fuzz_site)
+    response = segment_post(client, "/v1/batch", encode({"batch": [message], "sentAt": batch_sent_at}), write_key(fuzz_site))
+    check_answer(response, fuzz_site, before)
+
+
+@FUZZ
+@given(
+    moment=st.one_of(
+        odd_dates,
+        st.integers(min_value=-(10**20), max_value=10**20),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    name=st.sampled_from(["create", "insert"]),
+)
+def test_tracardi_any_event_time_is_stored_or_refused_cleanly(client, fuzz_site, moment, name):
+    payload = {"source": {"id": write_key(fuzz_site)}, "session": {"id": "s-1"}, "events": [{"type": "x", "time": {name: moment}}]}
+    before = stored(fuzz_site)
+    response = client.generic("POST", "/track", encode(payload), content_type="application/json")
+    check_answer(response, fuzz_site, before)
+
+
+@FUZZ
+@given(ts=st.one_of(
+    st.integers(min_value=-(10**20), max_value=10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["1e308", "-0", "0x10", "1_000", " 1767225600 ", "１７６７２２５６００"]),
+))
+def test_tracktor_any_ts_is_stored_or_refused_cleanly(client, fuzz_site, ts):
+    before = stored(fuzz_site)
+    response = client.get("/track", {"sid": write_key(fuzz_site), "ts": ts, "id": "u-1", "action": "x"})
+    check_answer(response, fuzz_site, before)
+
+
+@FUZZ
+@given(items=st.lists(segment_messages(), min_size=1, max_size=3), strict=st.booleans())
+def test_queued_what_is_accepted_is_stored_by_the_drain(fuzz_site, queued, items, strict):
+    """In queued mode a 200 is a promise: the drain must store what was accepted, not
+    set it aside."""
+    before = stored(fuzz_site)
+    response = segment_post(Client(), "/v1/batch" + ("?strict=1" if strict else ""), encode({"batch": items}), write_key(fuzz_site))
+    check_answer(response, fuzz_site, before)
+    drained_cleanly()
+    assert not InboxBatch.objects.filter(site=fuzz_site).exists()

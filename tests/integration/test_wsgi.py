@@ -10,6 +10,8 @@ import json
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from config import wsgi
 from tracking.models import Event
@@ -22,6 +24,7 @@ def call(method, path, body=b"", **headers):
     setup_testing_defaults(environ)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
+    environ["QUERY_STRING"] = headers.pop("query_string", "")
     environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
     if "HTTP_CONTENT_TYPE" in environ:
         environ["CONTENT_TYPE"] = environ.pop("HTTP_CONTENT_TYPE")
@@ -84,3 +87,31 @@ def test_the_lean_handler_resolves_against_the_v1_urlconf_which_holds_every_v1_r
     # Not a /v1/ path in the lean URLconf: 404 rather than the site's page.
     missing = call("GET", "/v1/admin/")
     assert (missing["status"], json.loads(missing["body"])["code"]) == (404, "not_found")
+
+
+# Raw request lines as a WSGI server hands them over: PATH_INFO and QUERY_STRING are
+# the request's bytes decoded as Latin-1, whatever they were.
+raw_paths = st.sampled_from(
+    ["/v1/track", "/v1/batch", "/v1/projects/{key}/settings", "/v1/tracker-config/{key}", "/track", "/set", "/alias", "/t/{key}.rsa", "/{key}.rsa", "/v1/nope"]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=raw_paths,
+    path_junk=st.binary(max_size=8),
+    query=st.binary(max_size=40),
+    method=st.sampled_from(["GET", "POST", "PUT", "OPTIONS"]),
+    body=st.binary(max_size=40),
+)
+def test_raw_bytes_in_the_path_and_query_are_never_a_500(site, path, path_junk, query, method, body):
+    key = site.primary_write_key().key
+    target = path.format(key=key)
+    if path_junk:
+        target = target.replace(key, key + path_junk.decode("iso-8859-1")) if "{key}" in path else target + path_junk.decode("iso-8859-1")
+    environ_query = (f"sid={key}&ts=1767225600&id=u&p1=v&coid=c&sid=s&".encode() + query).decode("iso-8859-1")
+    before = Event.objects.count()
+    answer = call(method, target, body, query_string=environ_query, content_type="application/json")
+    assert answer["status"] < 500, (target, environ_query, answer["body"][:300])
+    if answer["status"] >= 400 and target.startswith(("/v1/track", "/v1/batch", "/track", "/set", "/alias")):
+        assert Event.objects.count() == before

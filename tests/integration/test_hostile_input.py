@@ -661,3 +661,23 @@ def test_queued_what_is_accepted_is_stored_by_the_drain(fuzz_site, queued, items
     check_answer(response, fuzz_site, before)
     drained_cleanly()
     assert not InboxBatch.objects.filter(site=fuzz_site).exists()
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-32", "utf-8-sig"])
+@pytest.mark.parametrize("bad", ["\\u0000", "\\ud800"])
+def test_segment_a_nul_escape_in_a_body_not_in_utf8_is_refused(client, fuzz_site, codec, bad):
+    """The standard library reads JSON in UTF-16 and UTF-32 too, where the scan for
+    escapes PostgreSQL cannot store (on the body's bytes) saw none: 500."""
+    text = '{"type": "track", "userId": "u-1", "event": "Clicked", "properties": {"a": "xBADy"}}'.replace("BAD", bad)
+    before = stored(fuzz_site)
+    response = segment_post(client, "/v1/track", text.encode(codec), write_key(fuzz_site))
+    assert response.status_code == 400, response.content[:300]
+    assert stored(fuzz_site) == before
+
+
+def test_queued_a_nul_escape_in_utf16_is_refused_not_set_aside(fuzz_site, queued):
+    text = '{"type": "track", "userId": "u-1", "event": "Clicked", "properties": {"a": "x\\u0000y"}}'
+    response = segment_post(Client(), "/v1/track", text.encode("utf-16"), write_key(fuzz_site))
+    assert response.status_code == 400, response.content[:300]
+    drained_cleanly()
+    assert not InboxBatch.objects.filter(site=fuzz_site).exists()

@@ -126,6 +126,10 @@ def decode_body(raw: bytes, *, content_encoding: str = "") -> Body:
         )
     if not raw.strip():
         raise RequestRejected(400, "invalid_json", "The request body is empty")
+    if b"\x00" in raw[:4]:
+        # UTF-16 or UTF-32 (the standard library would read it): the scan for escapes
+        # PostgreSQL cannot store (_RISKY_ESCAPE) reads UTF-8 bytes.
+        raise RequestRejected(400, "invalid_json", "The body must be JSON in UTF-8")
     try:
         payload = jsontext.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:

@@ -13,6 +13,8 @@ from tracking import views as tracking_views
 # The lean handler looks its 404 up here: the site's page extends the app's layout, whose
 # links this URLconf cannot reverse (an unknown /v1/ path answered 500).
 handler404 = "tracking.api_base.page_not_found"
+# What Django itself refuses (too many query fields) gets the tracking API's JSON shape.
+handler400 = "tracking.api_base.bad_request"
 
 urlpatterns = [
     path("v1/", include(segment_views.urlpatterns)),  # Segment tracking API

@@ -34,8 +34,8 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """The site's 400 for what Django itself refuses (``handler400``: too many query
-    fields, a host not allowed): under /api/ the API's JSON error shape."""
-    if request.path.startswith("/api/"):
+    fields, a host not allowed): under /api/ and /v1/ the API's JSON error shape."""
+    if request.path.startswith(("/api/", "/v1/")):
         return JsonResponse({"code": "bad_request", "message": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)
 

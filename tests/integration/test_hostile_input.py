@@ -681,3 +681,14 @@ def test_queued_a_nul_escape_in_utf16_is_refused_not_set_aside(fuzz_site, queued
     assert response.status_code == 400, response.content[:300]
     drained_cleanly()
     assert not InboxBatch.objects.filter(site=fuzz_site).exists()
+
+
+def test_segment_too_many_query_fields_is_a_json_400(client, fuzz_site):
+    """Django refuses more than 1,000 query fields when the view reads ``?strict``:
+    its HTML page was the answer, with no ``code`` for a library to read."""
+    query = "&".join(f"x{i}=1" for i in range(1001))
+    before = stored(fuzz_site)
+    response = segment_post(client, f"/v1/track?{query}", encode(SEGMENT_BASE["track"]), write_key(fuzz_site))
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert stored(fuzz_site) == before

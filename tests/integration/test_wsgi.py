@@ -115,3 +115,16 @@ def test_raw_bytes_in_the_path_and_query_are_never_a_500(site, path, path_junk, 
     assert answer["status"] < 500, (target, environ_query, answer["body"][:300])
     if answer["status"] >= 400 and target.startswith(("/v1/track", "/v1/batch", "/track", "/set", "/alias")):
         assert Event.objects.count() == before
+
+
+def test_what_django_refuses_under_v1_is_a_json_400(site):
+    """Too many query fields (Django's own limit, met when the Segment view reads
+    ``?strict``): the lean handler answered Django's HTML page."""
+    key = site.primary_write_key().key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    body = json.dumps({"type": "track", "event": "x", "anonymousId": "a-1"}).encode()
+    query = "&".join(f"x{i}=1" for i in range(1001))
+    answer = call("POST", "/v1/track", body, authorization=auth, content_type="application/json", query_string=query)
+    assert answer["status"] == 400, answer["body"][:300]
+    assert json.loads(answer["body"])["code"] == "bad_request"
+    assert not Event.objects.exists()

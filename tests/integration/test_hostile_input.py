@@ -692,3 +692,21 @@ def test_segment_too_many_query_fields_is_a_json_400(client, fuzz_site):
     assert response.status_code == 400
     assert response.json()["code"] == "bad_request"
     assert stored(fuzz_site) == before
+
+
+@FUZZ
+@given(
+    message=segment_messages(),
+    signature=st.one_of(odd_json, st.sampled_from(["", "é", "ff" * 32, "FF" * 32 + " ", "\x00"])),
+    where=st.sampled_from(["signature", "previousSignature", "context"]),
+)
+def test_secure_sites_refuse_odd_signatures_cleanly(client, fuzz_site, message, signature, where):
+    fuzz_site.only_signed_data = True
+    fuzz_site.save(update_fields=["only_signed_data"])
+    if where == "context":
+        message = {**message, "context": {"signature": signature}}
+    else:
+        message = {**message, where: signature}
+    before = stored(fuzz_site)
+    response = segment_post(client, "/v1/batch", encode({"batch": [message]}), write_key(fuzz_site))
+    check_answer(response, fuzz_site, before)

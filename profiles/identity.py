@@ -747,6 +747,34 @@ def profiles_of_messages(site: Site, messages: Sequence[Message]) -> dict[int, i
     return found
 
 
+def profiles_of_retries(site: Site, messages: Sequence[Message]) -> dict[int, int]:
+    """``profiles_of_messages`` for retried messages that are not stored again, keeping
+    the promises of a queued answer: a retry queued while the message it repeats was
+    still queued was promised an id reserved for a new person (``tracking.inbox``), which
+    becomes a tombstone of the profile the message names, so it resolves as the answer
+    said (the id was no profile at all, and a client that kept it named nobody)."""
+    found = profiles_of_messages(site, messages)
+    promised = {
+        m.reserved_profile_id: found[m.index]
+        for m in messages
+        if m.reserved_profile_id is not None and m.reserved_profile_id > 0 and m.index in found
+    }
+    if promised:
+        taken = set(Profile.objects.filter(pk__in=list(promised)).values_list("pk", flat=True))
+        people = {p.pk: p for p in Profile.objects.filter(site=site, pk__in=set(promised.values()))}
+        tombstones = [
+            {
+                "id": rid, "properties": {}, "identified": False, "merged_into": pid,
+                "first_seen": people[pid].first_seen, "last_seen": people[pid].last_seen,
+            }
+            for rid, pid in promised.items()
+            if rid not in taken and pid in people
+        ]
+        if tombstones:
+            _insert_profiles(site.pk, tombstones)
+    return found
+
+
 def _min(a, b):
     return b if a is None else a if b is None else min(a, b)
 

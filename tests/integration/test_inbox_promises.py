@@ -201,3 +201,16 @@ def test_a_switch_after_a_first_identify_in_one_request_is_answered_with_the_new
     stored = dict(Event.objects.filter(site=site, message_id__in=["i1", "i2"]).values_list("message_id", "profile_id"))
     assert answers == {0: stored["i1"], 1: stored["i2"]}
     assert stored["i1"] != stored["i2"]  # Bob signing in on Ann's browser is not Ann
+
+
+@pytest.mark.django_db
+def test_a_retry_queued_before_its_message_was_stored_is_answered_with_a_profile_that_resolves(site):
+    """The retry names nobody known yet, so its answer is an id reserved for a new
+    person; the drain does not store the retry again, and that id must still resolve."""
+    first = submit(site, track("Viewed", anon="a-new", index=0, message_id="r1"))
+    again = submit(site, track("Viewed", anon="a-new", index=0, message_id="r1"))
+    inbox.drain(idle_seconds=0)
+
+    stored = Event.objects.get(site=site, message_id="r1").profile_id
+    assert live(first) == stored
+    assert Profile.objects.filter(pk=again).exists() and live(again) == stored

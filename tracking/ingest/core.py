@@ -19,7 +19,7 @@ from django.utils import timezone
 from psycopg import postgres, pq
 from psycopg.adapt import Dumper
 
-from profiles.identity import ConcurrentChange, profiles_of_messages, resolve_batch
+from profiles.identity import ConcurrentChange, profiles_of_retries, resolve_batch
 from tracking import db, handoff, jsontext, keys, partitions
 from tracking.ingest.schema import (
     FieldError,
@@ -250,7 +250,7 @@ def _store(
     claimed = {id(m) for m in fresh}
     result.duplicates = [m.index for m in messages if id(m) not in claimed]
     if not fresh:
-        result.profile_ids = profiles_of_messages(site, messages)
+        result.profile_ids = profiles_of_retries(site, messages)
         return result
     client_sessions = {m.session_id for m in fresh if m.session_id}
     resolution = resolve_batch(
@@ -296,7 +296,7 @@ def _store(
     if result.duplicates:
         # A retry is not stored again, but its sender still keeps the profile id.
         retried = [m for m in messages if id(m) not in claimed]
-        result.profile_ids = {**profiles_of_messages(site, retried), **resolution.profile_ids}
+        result.profile_ids = {**profiles_of_retries(site, retried), **resolution.profile_ids}
     if events:
         _record_work(site, events, result.event_ids, repoint_later=resolution.repoint_later)
     refused = {e.index for e in resolution.errors}

@@ -26,6 +26,7 @@ from tracking.models import Site
 View = Callable[..., HttpResponse]
 
 RETRY_AFTER_SECONDS = 5  # a full inbox (429): Segment's libraries back off and retry
+ALIAS_SETTLE_SECONDS = 10.0  # an alias waits this long at most for the calls queued before it
 
 PREFLIGHT_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Strict-Mode, X-Retry-Count"
 
@@ -80,6 +81,11 @@ def track(request: HttpRequest, endpoint: str) -> HttpResponse:
                     site, parsed.messages, received_at=received_at, actor=actor, strict=strict
                 )
             else:
+                if not inbox.immediate():
+                    # An alias is stored now: the site's calls queued before it first, or
+                    # it would see their people as they were (a visitor's identify still
+                    # queued: the alias made a new person and the identify another).
+                    inbox.store_queued(site_id=site.pk, timeout=ALIAS_SETTLE_SECONDS)
                 result = ingest_batch(
                     site, parsed.messages, received_at=received_at, actor=actor, strict=strict
                 )

@@ -206,6 +206,23 @@ def test_an_alias_is_stored_at_once_so_a_refusal_can_be_answered(site):
     assert not InboxBatch.objects.exists()
 
 
+def test_an_alias_is_stored_after_the_calls_queued_before_it(site):
+    """A visitor signs in (queued), then the site aliases their anonymous id to a new
+    user id: one person, as when each call is stored before its answer. The alias was
+    stored first: it made a new person of a-7, and the identify then another for u-a."""
+    post(site, "/v1/identify", {"userId": "u-a", "anonymousId": "a-7", "messageId": "i-7"})
+
+    response = post(site, "/v1/alias", {"previousId": "a-7", "userId": "u-b", "messageId": "al-7"})
+    drain_all()
+
+    assert response.status_code == 200, response.content
+    [person] = Profile.objects.filter(site=site, merged_into__isnull=True)
+    assert set(Identity.objects.filter(profile=person).values_list("kind", "key")) == {
+        ("user", "u-a"), ("user", "u-b"), ("anonymous", "a-7"),
+    }
+    assert response.json()["profile_ids"] == [person.pk]
+
+
 def test_a_row_that_fails_is_set_aside_and_the_rest_are_stored(site):
     post(site, "/v1/track", track(anonymousId="a-6"))
     InboxBatch.objects.create(site=site, received_at="2026-01-01T00:00:00Z", actor="test", message_count=1, messages="[[")

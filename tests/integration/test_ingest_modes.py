@@ -1,0 +1,221 @@
+"""Both ingestion modes store the same thing.
+
+Hypothesis draws a sequence of Segment ``/v1/batch`` requests (1-5 identify, track,
+page, alias and group messages over small pools of user and anonymous ids, so that
+visitors sign in, switch, merge and alias; traits with nulls that delete; repeats of
+earlier messages, as a client retries) and sends the same requests, through Django, to
+two fresh sites: one with ``INGEST_MODE = "immediate"`` (stored before the answer), one
+with ``"queued"`` and two drains (answered from the inbox, split over lanes, stored later
+by chunks that may hold many requests), drained in random steps between requests and
+at the end. Then the two sites must hold the same people in a form that does not depend
+on the ids: which messages are one person's, their properties, whether identified, their
+ids, sessions, companies and merge records; every messageId stored once; and every
+profile id a queued answer named ends on (following merges) a person its messages are on.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections import Counter, defaultdict
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.test import Client, override_settings
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from profiles.models import CompanyMembership, Identity, Profile, ProfileMerge
+from tests.factories import SiteFactory
+from tracking import inbox, jsontext
+from tracking.models import Event, InboxBatch, Session
+from tracking.tasks import drain_inbox_task
+
+USERS = ["u1", "u2", "u3"]
+ANONS = ["a1", "a2", "a3"]
+VALUES = [None, 0, 1, "x"]
+TRAITS = st.dictionaries(st.sampled_from(["k1", "k2", "k3"]), st.sampled_from(VALUES), max_size=2)
+GAPS = [timedelta(seconds=1)] * 3 + [timedelta(minutes=40)]  # 40 minutes: past the session timeout
+LANE_STEPS = [[0], [1], [0, 1]]
+
+
+@st.composite
+def new_message(draw):
+    kind = draw(st.sampled_from(["track", "track", "page", "identify", "identify", "alias", "group"]))
+    if kind == "alias":
+        return {"type": "alias", "previousId": draw(st.sampled_from(USERS + ANONS)), "userId": draw(st.sampled_from(USERS))}
+    if kind == "identify":
+        user = draw(st.sampled_from(USERS))
+        anon = draw(st.none() | st.sampled_from(ANONS))
+    else:
+        user = draw(st.none() | st.sampled_from(USERS))
+        anon = draw(st.sampled_from(ANONS) if user is None else st.none() | st.sampled_from(ANONS))
+    m = {"type": kind}
+    if user:
+        m["userId"] = user
+    if anon:
+        m["anonymousId"] = anon
+    if kind == "track":
+        m["event"] = draw(st.sampled_from(["Viewed", "Added"]))
+    elif kind == "page":
+        m["name"] = "Home"
+    elif kind == "identify":
+        m["traits"] = draw(TRAITS)
+    else:
+        m["groupId"] = draw(st.sampled_from(["g1", "g2"]))
+        m["traits"] = draw(TRAITS)
+    return m
+
+
+@st.composite
+def scenarios(draw):
+    """[(request messages, drain steps after it)], the messages in wire form."""
+    start = timezone.now() - timedelta(days=1)
+    at, sent, requests = start, [], []
+    for _ in range(draw(st.integers(1, 8))):
+        messages = []
+        for _ in range(draw(st.integers(1, 5))):
+            if sent and draw(st.integers(0, 5)) == 0:
+                messages.append(copy.deepcopy(draw(st.sampled_from(sent))))  # a retry
+                continue
+            m = draw(new_message())
+            at += draw(st.sampled_from(GAPS))
+            m["messageId"] = f"m{len(sent)}"
+            m["timestamp"] = at.isoformat()
+            sent.append(m)
+            messages.append(m)
+        steps = draw(st.lists(st.sampled_from(LANE_STEPS), max_size=3))
+        requests.append((messages, steps))
+    return requests
+
+
+def send(client, key: str, messages: list[dict]) -> dict:
+    response = client.generic(
+        "POST", "/v1/batch", json.dumps({"batch": messages}).encode(), content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{key}:".encode()).decode(),
+    )
+    assert response.status_code in (200, 400), response.content
+    return response.json()
+
+
+ID_FIELDS = [("user", "userId"), ("anonymous", "anonymousId"), ("user", "previousId"), ("anonymous", "previousId")]
+
+
+def queued_ids(site) -> set[tuple[str, str]]:
+    """The (kind, key) ids the site's queued calls name."""
+    rows = InboxBatch.objects.filter(site=site).values_list("messages", flat=True)
+    return {pair for text in rows for values in jsontext.loads(text) for pair in inbox._ids_of(values)}
+
+
+def drain_all() -> None:
+    for _ in range(200):
+        if not InboxBatch.objects.exists():
+            return
+        inbox.drain_chunk([0, 1])
+    raise AssertionError("the inbox does not empty")
+
+
+NON_VISITS = {"identify", "alias", "group"}
+
+
+def state(site, described: set[str]) -> tuple[dict, list, dict]:
+    """The site's people keyed by the messageIds stored on them (and their ids), its
+    merge records, and profile id -> that key (for the answers).
+
+    The sessions compare the visit events only (track, page): a call that describes the
+    person (``described``: identify, alias, group) joins a visit of theirs within the
+    timeout, before or after it, that is stored when it is; stored alone it has none.
+    So it joins the page view sent right after it when a chunk stores both, and no visit
+    when it was stored first: a matter of batching, which a client's batches change too."""
+    merged_into = dict(Profile.objects.filter(site=site).values_list("pk", "merged_into_id"))
+
+    def live(pid):
+        while merged_into.get(pid):
+            pid = merged_into[pid]
+        return pid
+
+    events = list(Event.objects.filter(site=site).values_list("message_id", "profile_id", "session_id", "type"))
+    counts = Counter(mid for mid, _, _, _ in events if mid)
+    assert [mid for mid, n in counts.items() if n > 1] == [], "a messageId stored twice"
+    messages, sessions, visits = defaultdict(set), defaultdict(lambda: defaultdict(set)), Counter()
+    for mid, pid, session_id, kind in events:
+        if mid:
+            messages[live(pid)].add(mid)
+            if mid not in described:
+                sessions[live(pid)][session_id].add(mid)
+        elif kind == "visited-site":
+            visits[live(pid)] += 1
+    ids = defaultdict(set)
+    for kind, key, pid in Identity.objects.filter(site=site).values_list("kind", "key", "profile_id"):
+        ids[live(pid)].add((kind, key))
+    session_rows = Counter(live(pid) for pid in Session.objects.filter(site=site).values_list("profile_id", flat=True))
+    companies = defaultdict(set)
+    for pid, key in CompanyMembership.objects.filter(profile__site=site).values_list("profile_id", "company__key"):
+        companies[live(pid)].add(key)
+    names, people = {}, {}
+    for p in Profile.objects.filter(site=site, merged_into__isnull=True):
+        name = (tuple(sorted(messages[p.pk])), tuple(sorted(ids[p.pk])))
+        names[p.pk] = name
+        people[name] = {
+            "properties": p.properties,
+            "identified": p.is_identified,
+            "sessions": sorted(sorted(group) for group in sessions[p.pk].values()),
+            "session rows": session_rows[p.pk],
+            "visits": visits[p.pk],
+            "companies": sorted(companies[p.pk]),
+        }
+    merges = sorted(
+        (reason, json.dumps(identities, sort_keys=True), names.get(live(target)))
+        for reason, identities, target in ProfileMerge.objects.filter(site=site).values_list(
+            "reason", "identities", "target_id"
+        )
+    )
+    return people, merges, {pid: names[live(pid)] for pid in merged_into}
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the modes still differ (people of a visitor, an extra identify merge record, an answer"
+    " naming another person); examples in the audit/equiv report",
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(requests=scenarios(), chunk=st.integers(1, 6))
+def test_queued_and_immediate_ingestion_store_the_same_people(requests, chunk):
+    immediate_site, queued_site = SiteFactory(), SiteFactory()
+    client = Client()
+    answers = []  # (messageIds of a queued request, the profile ids its answer named, exact?)
+    with (
+        mock.patch.object(drain_inbox_task, "delay"),
+        mock.patch.object(inbox, "CHUNK_MESSAGES", chunk),
+        mock.patch.dict(inbox._rows_hint, {"rows": 100}),
+        override_settings(INGEST_DRAINS=2, INGEST_MAX_BACKLOG=0),
+    ):
+        for messages, steps in requests:
+            with override_settings(INGEST_MODE="immediate"):
+                send(client, immediate_site.primary_write_key().key, messages)
+            # A promise is made from what is stored: where a call still queued names an
+            # id of this request (a first identify, say), the answer may name a person
+            # that call then changes (tests/integration/test_inbox_promises.py), so those
+            # answers need only name a profile that exists.
+            exact = not queued_ids(queued_site) & {(k, m[f]) for m in messages for k, f in ID_FIELDS if m.get(f)}
+            with override_settings(INGEST_MODE="queued"):
+                body = send(client, queued_site.primary_write_key().key, messages)
+            answers.append(({m["messageId"] for m in messages}, body.get("profile_ids", []), exact))
+            for lanes in steps:
+                inbox.drain_chunk(lanes)
+        drain_all()
+
+    described = {m["messageId"] for messages, _ in requests for m in messages if m["type"] in NON_VISITS}
+    people, merges, _ = state(immediate_site, described)
+    queued_people, queued_merges, name_of = state(queued_site, described)
+    assert queued_people == people
+    assert queued_merges == merges
+    person_of = {mid: name for name in queued_people for mid in name[0]}
+    for mids, profile_ids, exact in answers:
+        assert all(pid in name_of for pid in profile_ids), "an answer named no profile"
+        if exact:
+            assert {name_of[pid] for pid in profile_ids} == {person_of[mid] for mid in mids if mid in person_of}

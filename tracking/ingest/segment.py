@@ -328,7 +328,7 @@ def _check_storable(item: Any) -> None:
     for key, value in item.items():
         if not _storable(key) or not _storable(value):
             raise MessageError(
-                key if _storable(key) else WHOLE_MESSAGE,
+                key if key and _storable(key) else WHOLE_MESSAGE,  # an empty key names nothing
                 "contains a NUL character or an unpaired surrogate, which cannot be stored",
             )
 

@@ -1,5 +1,6 @@
 import os
 import shutil
+from unittest import mock
 
 import pytest
 from rest_framework.test import APIClient
@@ -36,6 +37,20 @@ def _immediate_ingest(settings):
     transaction), so tests read what they sent at once; tests of the queue itself
     (tests/integration/test_inbox.py) set INGEST_MODE = "queued"."""
     settings.INGEST_MODE = "immediate"
+
+
+@pytest.fixture
+def queued(settings):
+    """INGEST_MODE = "queued" (production's): requests are answered from the inbox and
+    stored when a test drains it (no broker here: drains are called, not enqueued)."""
+    from tracking import inbox
+    from tracking.tasks import drain_inbox_task
+
+    settings.INGEST_MODE = "queued"
+    settings.INGEST_MAX_BACKLOG = 0
+    inbox._backlog.update(checked=0.0, full=False)
+    with mock.patch.object(drain_inbox_task, "delay"):
+        yield settings
 
 
 @pytest.fixture

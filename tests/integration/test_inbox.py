@@ -28,16 +28,8 @@ from tracking import services as tracking_services
 from tracking.models import Event, InboxBatch, MessageDedupe
 from tracking.tasks import drain_inbox_task, message_ids_prune, prune_message_dedupe_task
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queued")]
 
-
-@pytest.fixture(autouse=True)
-def queued(settings):
-    settings.INGEST_MODE = "queued"
-    settings.INGEST_MAX_BACKLOG = 0
-    inbox._backlog.update(checked=0.0, full=False)
-    with mock.patch.object(drain_inbox_task, "delay"):  # no broker here: drains are called
-        yield settings
 
 
 def post(site, path, body, *, key=None, **headers):

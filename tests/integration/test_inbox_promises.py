@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -25,18 +24,12 @@ from tests.factories import SiteFactory
 from tests.messages import identify, live, set_properties, track
 from tracking import inbox
 from tracking.models import Event, InboxBatch
-from tracking.tasks import drain_inbox_task
 
 USERS = ["u1", "u2", "u3"]
 ANONS = ["a1", "a2", "a3", "a4"]
 
 
-@pytest.fixture(autouse=True)
-def queued(settings):
-    settings.INGEST_MODE = "queued"
-    settings.INGEST_MAX_BACKLOG = 0
-    with mock.patch.object(drain_inbox_task, "delay"):
-        yield settings
+pytestmark = pytest.mark.usefixtures("queued")
 
 
 @st.composite

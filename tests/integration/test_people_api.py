@@ -18,7 +18,6 @@ from tests.people import company, event, merge, person, session
 from tracking import inbox
 from tracking import services as tracking_services
 from tracking.models import Event, InboxBatch, Membership
-from tracking.tasks import drain_inbox_task
 
 pytestmark = pytest.mark.django_db
 
@@ -381,14 +380,6 @@ def test_it_refuses_a_segment_filter_rather_than_listing_everyone(api_client, si
     assert response.status_code == 400
     assert "segment" in response.json()["errors"]
 
-
-@pytest.fixture
-def queued(settings):
-    settings.INGEST_MODE = "queued"
-    settings.INGEST_MAX_BACKLOG = 0
-    inbox._backlog.update(checked=0.0, full=False)
-    with mock.patch.object(drain_inbox_task, "delay"):
-        yield settings
 
 
 def test_a_delete_erases_what_was_still_queued_for_the_person(key_client, site, queued):

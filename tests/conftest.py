@@ -3,6 +3,7 @@ import shutil
 from unittest import mock
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from tests.factories import MembershipFactory, SiteFactory, UserFactory
@@ -10,6 +11,13 @@ from tracking import services
 from tracking.models import Membership
 
 PASSWORD = "pw-for-tests-1"
+
+# In CI the property tests draw the same examples every run (hypothesis' advice for CI):
+# a run is red for a reason that shows on every rerun, never by the luck of the draw.
+# Locally they draw fresh examples each time, which is how they go on finding things.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses
 # to run inside one unless told it is safe (it is: the loop is Playwright's, not ours).

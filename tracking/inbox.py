@@ -688,10 +688,9 @@ def forget(
     it: by its userId when it has one (another person's userId makes it theirs: the rules
     switch, they never merge two identified people; so does a new userId, unless the
     person is anonymous: their first identify keeps their profile), by its other ids
-    otherwise. The
-    ids such a message names that nobody holds yet would have become the person's when
-    stored, so messages naming only those are the person's too (a new device's calls
-    around the identify that signs in on it)."""
+    otherwise. The ids such a message names that nobody holds yet would have become the
+    person's when stored, so messages naming only those are the person's too (a new
+    device's calls around the identify that signs in on it)."""
     rows = db.execute(
         "SELECT id, messages FROM tracking_inboxbatch WHERE site_id = %s ORDER BY id FOR UPDATE", [site_id]
     )

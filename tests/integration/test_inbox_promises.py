@@ -207,3 +207,24 @@ def test_a_retry_queued_before_its_message_was_stored_is_answered_with_a_profile
     stored = Event.objects.get(site=site, message_id="r1").profile_id
     assert live(first) == stored
     assert Profile.objects.filter(pk=again).exists() and live(again) == stored
+
+
+@pytest.mark.django_db
+def test_a_switch_to_a_known_user_is_answered_as_stored(site):
+    # Found by the property test above: a visitor signed in as u-ann (their first
+    # identify, on a page view), then, in a later request, Bob signs in on that browser:
+    # a switch, not a merge, as Ann is identified. The answer read Ann's profile as
+    # anonymous (its flag was read only for a user id not known yet), so it promised the
+    # browser's later anonymous calls to Bob while the drain stored them on Ann.
+    submit(site, track("Browse", user="u-bob", index=0, message_id="b0"))
+    submit(site, track("Browse", user="u-ann", anon="a-1", index=0, message_id="a0"))
+    inbox.drain(idle_seconds=0)
+    messages = [
+        identify("u-bob", anon="a-1", index=0, message_id="s1"),
+        track("After", anon="a-1", index=1, message_id="s2"),
+    ]
+    answers = inbox.submit(site, messages, received_at=timezone.now(), actor="write key").profile_ids
+    inbox.drain(idle_seconds=0)
+    stored = dict(Event.objects.filter(site=site, message_id__in=["s1", "s2", "a0", "b0"]).values_list("message_id", "profile_id"))
+    assert answers == {0: stored["s1"], 1: stored["s2"]}
+    assert (stored["s1"], stored["s2"]) == (stored["b0"], stored["a0"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from django.contrib import messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
@@ -38,9 +39,12 @@ def site_settings(request, site: Site):
             return redirect("app:settings", site_id=site.pk)
         # Both are validated so every error shows at once.
         if all([form.is_valid(), not rules.is_bound or rules.is_valid()]):
-            if rules.is_bound:
+            changed = [form.fields[name].label or name for name in form.changed_data]
+            if rules.is_bound and rules.rules() != site.auto_event_rules:
                 form.instance.auto_event_rules = rules.rules()
+                changed.append("Auto-event rules")
             form.save()
+            _log_change(request.user, form.instance, changed)
             messages.success(request, "Settings saved.")
             return redirect("app:settings", site_id=site.pk)
     if not editable:
@@ -62,6 +66,15 @@ def site_settings(request, site: Site):
             "title": "Settings",
         },
     )
+
+
+def _log_change(user, site: Site, fields: list[str]) -> None:
+    """Record a save in the site's admin History, as the admin's own change form does
+    (who, when, which fields), so a change made here is not a change no one made."""
+    if fields:
+        LogEntry.objects.log_actions(
+            user.pk, [site], CHANGE, change_message=[{"changed": {"fields": fields}}], single_object=True
+        )
 
 
 SECTIONS = {

@@ -281,3 +281,20 @@ def test_settings_number_inputs_carry_the_bounds_the_server_checks(site_admin_cl
     assert 'name="session_timeout_minutes" value="20" min="1" max="1440"' in html
     assert 'name="anonymous_retention_days" value="60" min="1" max="3650"' in html
     assert 'name="cart_abandon_minutes" value="60" min="1" max="43200"' in html
+
+
+def test_a_settings_save_is_in_the_sites_admin_history_with_who_and_what(site_admin_client, admin_client, site, marketer):
+    site.auto_event_rules = RULES[:1]
+    site.save()
+    data = settings_post(
+        site, name="Renamed", session_timeout_minutes=45,
+        **{"rules-TOTAL_FORMS": "0", "rules-INITIAL_FORMS": "1"},
+    )
+    assert site_admin_client.post(reverse("app:settings", args=[site.pk]), data).status_code == 302
+    # A save that changes nothing is not history.
+    again = settings_post(site, name="Renamed", session_timeout_minutes=45)
+    assert site_admin_client.post(reverse("app:settings", args=[site.pk]), again).status_code == 302
+
+    html = admin_client.get(reverse("admin:tracking_site_history", args=[site.pk])).content.decode()
+    assert html.count(marketer.username) == 1
+    assert "Changed Name, Session timeout (minutes) and Auto-event rules." in html

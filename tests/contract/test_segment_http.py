@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -113,6 +114,27 @@ def test_it_accepts_gzip_bodies(client, site, key):
     response = send(client, "/v1/batch", raw, key=key, HTTP_CONTENT_ENCODING="gzip")
     assert response.status_code == 200
     assert [e.type for e in events(site)] == ["Clicked", "Other"]
+
+
+@pytest.mark.parametrize("wbits", [15, -15], ids=["zlib", "raw"])
+def test_it_accepts_deflate_bodies_zlib_wrapped_or_raw(client, site, key, wbits):
+    # HTTP's deflate is the zlib format, but some clients (and CompressionStream's
+    # "deflate-raw") send the bare stream under the same name.
+    packer = zlib.compressobj(wbits=wbits)
+    raw = packer.compress(json.dumps({"batch": [track(), track("Other")]}).encode()) + packer.flush()
+    response = send(client, "/v1/batch", raw, key=key, HTTP_CONTENT_ENCODING="deflate")
+    assert response.status_code == 200, response.content
+    assert [e.type for e in events(site)] == ["Clicked", "Other"]
+
+
+def test_a_truncated_compressed_body_is_refused_whole(client, site, key):
+    # Cut in its trailer (the check sum and length): the JSON inside is whole, but what
+    # arrived is not what was sent.
+    raw = gzip.compress(json.dumps({"batch": [track(), track("Other")]}).encode())
+    response = send(client, "/v1/batch", raw[:-4], key=key, HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert events(site) == []
 
 
 # --- every call and its fields ----------------------------------------------------------

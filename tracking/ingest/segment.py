@@ -160,7 +160,14 @@ def too_large(size: int) -> RequestRejected:
 
 
 def _inflate(raw: bytes, *, gzip: bool) -> bytes:
-    inflater = zlib.decompressobj(wbits=31 if gzip else 15)
+    """The inflated body, whole. HTTP's deflate is the zlib format (RFC 9110), but some
+    clients send the bare deflate stream under that name: one without a zlib header
+    (its check bits, RFC 1950) is read as that."""
+    if gzip:
+        wbits = 31
+    else:
+        wbits = 15 if len(raw) >= 2 and raw[0] & 0x0F == 8 and (raw[0] << 8 | raw[1]) % 31 == 0 else -15
+    inflater = zlib.decompressobj(wbits=wbits)
     try:
         body = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
     except zlib.error:
@@ -169,6 +176,8 @@ def _inflate(raw: bytes, *, gzip: bool) -> bytes:
         ) from None
     if len(body) > MAX_BATCH_BYTES or inflater.unconsumed_tail:
         raise too_large(len(body))
+    if not inflater.eof:  # cut short: what arrived is not what was sent
+        raise RequestRejected(400, "invalid_json", "The compressed body ends before its end")
     return body
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from profiles.models import Profile
 from tests.conftest import PASSWORD
 from tests.people import company, event, events, merge, person, session
+from tracking.keyset import Cursor
 from tracking.models import Event, Membership
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +108,21 @@ def test_a_tampered_cursor_shows_a_page_rather_than_an_error(logged_in, site, cu
     for name, args in [("app:people", [site.pk]), ("app:live", [site.pk]), ("app:person-events", [site.pk, who.pk])]:
         response = logged_in.get(reverse(name, args=args), {"cursor": _cursor(cursor)})
         assert response.status_code == 200, (name, response.status_code)
+
+
+def test_a_page_past_the_end_leads_back_to_the_first(logged_in, site):
+    # The people after the last page's cursor were deleted (or the link is old): the
+    # empty page says so and links to the first page, keeping the search and sort.
+    ann = person(site, "user:ann")
+    url = reverse("app:people", args=[site.pk])
+    past = Cursor(ann.first_seen - timedelta(days=3650), 1).encode()
+    html = logged_in.get(url, {"cursor": past, "sort": "-first_seen"}).content.decode()
+    assert "No more people." in html
+    first = re.search(r'<a[^>]*href="([^"]*)"[^>]*>← First page</a>', html)
+    assert first, html
+    assert first.group(1).replace("&amp;", "&") == "?sort=-first_seen"
+    html = logged_in.get(url, {"cursor": past, "q": "zed"}).content.decode()
+    assert "No one matches “zed”." in html and "?q=zed" in html
 
 
 @pytest.mark.parametrize("q", ['plan="\\u0000"', 'plan="pro\\ud800"', 'address.city="\\udc00"'])

@@ -74,17 +74,21 @@ class SiteScopedMixin:
         return self._site
 
     def _resolve_site(self) -> Site:
+        """The same reading of ``site`` for a secret key and a session (``site=01`` is
+        site 1 for both; a session needs it, a key's own site is the default)."""
         request = self.request
+        wanted = self.kwargs.get("site_id") or request.query_params.get("site")
+        if wanted:
+            text = str(wanted)
+            if not (text.isascii() and text.isdigit() and len(text) < 19):
+                raise exceptions.ValidationError({"site": ["Must be a site id."]})
+            wanted = int(text)
         if isinstance(request.auth, Site):
-            wanted = self.kwargs.get("site_id") or request.query_params.get("site")
-            if wanted and str(wanted) != str(request.auth.pk):
+            if wanted and wanted != request.auth.pk:
                 raise Http404
             return request.auth
-        wanted = self.kwargs.get("site_id") or request.query_params.get("site")
         if not wanted:
             raise exceptions.ValidationError({"site": ["This parameter is required."]})
-        if not (str(wanted).isascii() and str(wanted).isdigit() and len(str(wanted)) < 19):
-            raise exceptions.ValidationError({"site": ["Must be a site id."]})
         return get_object_or_404(Site.objects.for_user(request.user), pk=wanted)
 
 

@@ -235,6 +235,15 @@ def test_it_404s_a_site_param_that_is_not_the_keys(key_client, other_site, bob):
     assert key_client.get("/api/v1/people", {"site": other_site.pk}).status_code == 404
 
 
+def test_a_key_and_a_session_read_the_site_param_alike(key_client, api_client, site, marketer, bob):
+    api_client.force_authenticate(marketer)
+    for client in (key_client, api_client):
+        assert client.get("/api/v1/people", {"site": f"0{site.pk}"}).status_code == 200
+        response = client.get("/api/v1/people", {"site": "one"})
+        assert response.status_code == 400
+        assert "site" in response.json()["errors"]
+
+
 def test_it_serves_members_through_their_session_and_404s_others(api_client, site, other_site, bob, marketer, make_user):
     api_client.force_authenticate(marketer)
     assert api_client.get("/api/v1/people", {"site": site.pk}).json()["results"][0]["id"] == bob.pk

@@ -310,3 +310,20 @@ def test_long_names_and_values_stay_on_screen(browser, live_server, shop, awkwar
     expect(page.get_by_test_id("no-match")).to_be_visible()
     _no_sideways_scroll(page, "the Live page's no-match message")
     context.close()
+
+
+def test_a_person_with_hundreds_of_properties_keeps_their_events_near_on_a_phone(browser, live_server, shop):
+    many = person(shop, "user:many", properties={f"trait_{i:03}": f"value {i}" for i in range(200)})
+    event(many, "order-completed")
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    login(page, "mia", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/{many.pk}/")
+    timeline = page.get_by_role("heading", name="Events")
+    assert timeline.bounding_box()["y"] < 3 * 844, "the events are screens away below the properties"
+    expect(page.get_by_text("value 199")).to_be_hidden()
+    page.get_by_text("185 more properties").click()
+    expect(page.get_by_text("value 199")).to_be_visible()
+    shot(page, "phone-person-many-properties")
+    context.close()

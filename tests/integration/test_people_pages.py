@@ -144,6 +144,17 @@ def test_it_shows_a_person(logged_in, site):
     assert "Export JSON" not in html  # editors do not manage people
 
 
+def test_a_person_with_many_properties_shows_the_first_and_folds_the_rest(logged_in, site):
+    who = person(site, "user:ann", properties={f"k{i:03}": i for i in range(200)})
+    html = logged_in.get(reverse("app:person", args=[site.pk, who.pk])).content.decode()
+    shown, folded = html.split('data-testid="more-properties"')
+    assert "k014" in shown and "k015" not in shown
+    assert "<summary>185 more properties</summary>" in folded
+    assert "k015" in folded and "k199" in folded.split("</details>")[0]
+    html = logged_in.get(reverse("app:person", args=[site.pk, person(site, "user:bob", properties={f"k{i}": i for i in range(16)}).pk])).content.decode()
+    assert "<summary>1 more property</summary>" in html
+
+
 def test_a_company_trait_named_items_shows_as_a_trait(logged_in, site):
     # Anyone with the public write key can name a company trait; the page must still load.
     who = person(site, "user:ann")

@@ -158,7 +158,11 @@ def _properties(event: str, rng: random.Random) -> dict:
     if event in ("set-cart", "purchase-cart"):
         return {
             "totalprice": value,
-            "products": [{"product_id": product["product_id"], "price": product["price"], "count": quantity}],
+            # A cart's products have a name (DESIGN "Carts"): ingestion refuses them without.
+            "products": [{
+                "product_id": product["product_id"], "name": f"{product['brand']} {product['product_id']}",
+                "price": product["price"], "count": quantity,
+            }],
         }
     if event in ("Order Completed", "Checkout Started", "Payment Info Entered", "Cart Viewed"):
         return {"revenue": value, "currency": "EUR", "products": quantity, "category": product["category"]}

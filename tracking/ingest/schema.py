@@ -49,6 +49,8 @@ class Kind(enum.StrEnum):
 
 
 CART_ACTIONS = ("set-cart", "cancel-cart", "purchase-cart")
+# Cart calls that must carry the cart (a cancel may come without one).
+CART_REQUIRED = ("set-cart", "purchase-cart")
 
 # Event types the pipeline stores for non-track messages.
 EVENT_TYPE = {
@@ -293,6 +295,11 @@ def validate(message: Message) -> None:
             raise MessageError("event", f"is longer than {MAX_EVENT_NAME_LENGTH} characters")
         if not storable_text(message.event):
             raise MessageError("event", UNSTORABLE)
+        if kind is Kind.TRACK and message.event in CART_ACTIONS:
+            # An event named after a cart action is a cart call whatever the format
+            # (the JS tracker's setCart travels as a Segment track): stored alike, it
+            # must hold a cart alike.
+            kind = message.kind = Kind.CART
         if kind is Kind.CART and message.event not in CART_ACTIONS:
             raise MessageError("event", f"must be one of {', '.join(CART_ACTIONS)}")
     if kind is Kind.IDENTIFY and not message.user_id:
@@ -307,6 +314,8 @@ def validate(message: Message) -> None:
     for name in ("properties", "traits", "context"):
         if not isinstance(getattr(message, name), dict):
             raise MessageError(name, "must be an object")
+    if kind is Kind.CART and (message.properties or message.event in CART_REQUIRED):
+        check_cart(message.properties, "properties")
     if kind in (Kind.IDENTIFY, Kind.SET):
         _check_email_trait(message.traits.get("email"))
 
@@ -331,7 +340,8 @@ _WIRE_NAMES = {name: _wire_name(name) for name in ("user_id", "anonymous_id", "g
 
 
 def check_cart(cart: Any, field_name: str = "cart") -> None:
-    """The cart object of a cart call (DESIGN "Carts"; Tracktor's e-commerce extension):
+    """The cart object of a cart call (DESIGN "Carts"; Tracktor's e-commerce extension),
+    checked by ``validate`` for every wire format:
     ``totalprice`` a number, ``products`` a list of objects with a ``name`` and a numeric
     ``price`` and an optional positive integer ``count``; any other keys are kept.
     Raises MessageError naming the offending field under ``field_name``."""

@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 from tracking import jsontext
 from tracking.ingest.schema import (
-    CART_ACTIONS,
     FieldError,
     Kind,
     Message,
@@ -411,10 +410,9 @@ def _track(message: Message, item: dict[str, Any]) -> None:
     if event is not None and not isinstance(event, str):
         raise MessageError("event", "must be a string")
     message.event = event
+    # The JS tracker's setCart / cancelCart / purchaseCart are track events named after
+    # the cart actions, the cart as properties: ``validate`` makes them cart calls.
     message.properties = _object(item.get("properties"), "properties")
-    if event in CART_ACTIONS:
-        # The JS tracker's setCart / cancelCart / purchaseCart: the cart is the properties.
-        message.kind = Kind.CART
 
 
 def _identify(message: Message, item: dict[str, Any]) -> None:

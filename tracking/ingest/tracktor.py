@@ -38,14 +38,12 @@ from typing import Any
 
 import json5
 
-from tracking.ingest.schema import Kind, Message, MessageError, check_cart, clean_id
+from tracking.ingest.schema import CART_REQUIRED, Kind, Message, MessageError, clean_id
 from tracking.ingest.wire import Params, RequestRejected, check_storable, one, unix_time
 
 ENDPOINTS = ("set", "track", "alias")
 ANONYMOUS_PREFIX = "a-"
 CART_ACTIONS = {"setcart": "set-cart", "cancelcart": "cancel-cart", "purchasecart": "purchase-cart"}
-# Cart calls that must carry the cart (a cancel may come without one).
-CART_REQUIRED = ("set-cart", "purchase-cart")
 _SQUASH = re.compile(r"[\s_-]+")
 
 # Shared validation names Segment's fields; these are Tracktor's.
@@ -130,10 +128,9 @@ def _track(params: Params, action: str | None) -> Message:
     cart_action = CART_ACTIONS.get(_SQUASH.sub("", action).lower())
     if cart_action is None:
         return Message(kind=Kind.TRACK, event=action, properties=_data(params, required=False))
-    cart = _data(params, required=cart_action in CART_REQUIRED)
-    if cart or cart_action in CART_REQUIRED:
-        check_cart(cart, "data")
-    return Message(kind=Kind.CART, event=cart_action, properties=cart)
+    # The cart itself is checked by the shared validation (``schema.validate``), as
+    # every format's; its errors name ``properties``, which FIELD_NAMES makes ``data``.
+    return Message(kind=Kind.CART, event=cart_action, properties=_data(params, required=cart_action in CART_REQUIRED))
 
 
 def _alias(params: Params, srcid: str | None, destid: str | None) -> Message:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from here, not a CDN (works offline)
     "django_htmx",
+    "axes",
     "tracking",
     "profiles",
     "segments",
@@ -82,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -177,6 +180,24 @@ WHITENOISE_USE_FINDERS = True
 # Versioned files never change: the tracker under tracker/<hash>/, and names hashed by a
 # manifest storage. Everything else is cached for WHITENOISE_MAX_AGE (60 s).
 WHITENOISE_IMMUTABLE_FILE_TEST = r"^/static/tracker/[0-9a-f]{12}/footprint\.js$|\.[0-9a-f]{12}\.\w+$"
+
+# Log-in attempts are rate limited by django-axes (its backend first): after
+# LOGIN_FAILURE_LIMIT failures one username is locked out from one address for
+# LOGIN_LOCKOUT_MINUTES, at /app/login/ and /admin/login/ alike (per pair, so a guesser
+# cannot lock a person out from everywhere). The address is tracking.http.client_ip's:
+# X-Forwarded-For counts only across TRUSTED_PROXY_HOPS proxies, else anyone could
+# reset their count by writing the header. A lock-out shows the login page again, 429.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "tracking.http.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/login.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 LOGIN_URL = "app:login"
 LOGIN_REDIRECT_URL = "app:home"

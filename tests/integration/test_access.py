@@ -3,7 +3,6 @@
 import pytest
 from django.urls import reverse
 
-from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory
 from tracking import services
 from tracking.models import Membership, Site
@@ -31,7 +30,7 @@ def test_it_keeps_memberships_unique(site, marketer):
 
 @pytest.mark.parametrize("name", ["people", "segments", "funnels", "metrics", "campaigns", "settings"])
 def test_it_serves_own_site_pages_and_404s_other_sites(client, site, other_site, marketer, name):
-    client.login(username=marketer.username, password=PASSWORD)
+    client.force_login(marketer)
     assert client.get(reverse(f"app:{name}", args=[site.pk])).status_code == 200
     assert client.get(reverse(f"app:{name}", args=[other_site.pk])).status_code == 404
 
@@ -52,13 +51,13 @@ def test_a_wrong_password_keeps_the_username_and_where_to_go(client, marketer):
 
 
 def test_it_redirects_home_to_the_first_site(client, site, marketer):
-    client.login(username=marketer.username, password=PASSWORD)
+    client.force_login(marketer)
     response = client.get(reverse("app:home"))
     assert response["Location"] == reverse("app:people", args=[site.pk])
 
 
 def test_it_lets_only_site_admins_change_settings(client, site, marketer):
-    client.login(username=marketer.username, password=PASSWORD)  # editor
+    client.force_login(marketer)  # editor
     url = reverse("app:settings", args=[site.pk])
     client.post(url, {"name": "Hacked", "time_zone": "UTC", "session_timeout_minutes": 5,
                       "anonymous_retention_days": 60, "cart_abandon_minutes": 60})
@@ -76,7 +75,7 @@ def test_it_lets_only_site_admins_change_settings(client, site, marketer):
 
 def test_it_names_the_bad_field_in_settings(client, site, marketer):
     Membership.objects.filter(user=marketer).update(role="admin")
-    client.login(username=marketer.username, password=PASSWORD)
+    client.force_login(marketer)
     response = client.post(reverse("app:settings", args=[site.pk]), {
         "name": "X", "time_zone": "Mars/Olympus", "session_timeout_minutes": 5,
         "anonymous_retention_days": 30, "cart_abandon_minutes": 90})
@@ -115,7 +114,7 @@ def test_it_rejects_bad_and_revoked_secret_keys_with_the_error_shape(api_client,
 @pytest.mark.parametrize("role", ["viewer", "editor"])
 def test_a_viewer_or_editor_post_changes_no_setting_nor_rule(client, site, marketer, role):
     Membership.objects.filter(user=marketer).update(role=role)
-    client.login(username=marketer.username, password=PASSWORD)
+    client.force_login(marketer)
     url = reverse("app:settings", args=[site.pk])
     response = client.post(url, {
         "name": "Hacked", "time_zone": "UTC", "session_timeout_minutes": 1, "anonymous_retention_days": 1,

@@ -24,7 +24,7 @@ def test_every_page_renders_for_demo_people(client, django_user_model):
     site = Site.objects.get(name=DEMO_SITE_NAME)
     user = django_user_model.objects.create_user("viewer", password=PASSWORD)
     Membership.objects.create(user=user, site=site, role=Membership.Role.ADMIN)
-    client.login(username="viewer", password=PASSWORD)
+    client.force_login(user)
     for name in ("people", "live", "segments", "funnels", "metrics", "campaigns", "settings"):
         assert client.get(reverse(f"app:{name}", args=[site.pk])).status_code == 200, name
     people = Profile.objects.filter(site=site, merged_into__isnull=True)
@@ -55,7 +55,7 @@ def test_demo_calls_arrive_when_made_and_logins_on_new_devices_merge(client, dja
     assert Profile.objects.get(pk=merge.source_id).merged_into_id == merge.target_id
     user = django_user_model.objects.create_user("viewer", password=PASSWORD)
     Membership.objects.create(user=user, site=site, role=Membership.Role.ADMIN)
-    client.login(username="viewer", password=PASSWORD)
+    client.force_login(user)
     page = client.get(reverse("app:person", args=[site.pk, merge.target_id]))
     # "Merged from profile 158." or, when the shopper merged more devices, "profiles 17, 158."
     merged_from = re.search(r"Merged from profiles? ([0-9, ]+)\.", page.content.decode())

@@ -10,7 +10,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from profiles.models import Profile
-from tests.conftest import PASSWORD
 from tests.people import company, event, events, merge, person, session
 from tracking.keyset import Cursor
 from tracking.models import Event, Membership
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def logged_in(client, marketer):
-    client.login(username=marketer.username, password=PASSWORD)
+    client.force_login(marketer)
     return client
 
 

@@ -9,7 +9,6 @@ import re
 import pytest
 from django.urls import reverse
 
-from tests.conftest import PASSWORD
 from tracking import tracker
 from tracking.models import Membership
 from tracking.snippet import drop_ins, tracker_snippet
@@ -112,7 +111,7 @@ def rule_fields(index, kind, match, event, delete=False):
 @pytest.fixture
 def site_admin_client(client, marketer):
     Membership.objects.filter(user=marketer).update(role="admin")
-    client.login(username=marketer.username, password=PASSWORD)
+    client.force_login(marketer)
     return client
 
 

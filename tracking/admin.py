@@ -64,7 +64,7 @@ class SiteAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     inlines = [WriteKeyInline, SecretKeyInline, MembershipInline]
     form = SiteAdminForm
-    readonly_fields = ["snippet", "signing_secret_display", "format_examples_panel"]
+    readonly_fields = ["snippet", "signing_secret_display", "signing_secret_withheld", "format_examples_panel"]
     fieldsets = [
         (None, {"fields": ["name", "time_zone"]}),
         ("Tracker snippet", {"fields": ["snippet"]}),
@@ -87,6 +87,19 @@ class SiteAdmin(admin.ModelAdmin):
         ),
         ("Integrations", {"fields": ["raptor_mapping", "auto_event_rules"], "classes": ["collapse"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        # The signing secret signs any user id (secure mode): a credential, shown only to
+        # those who may change the site (superusers included), not to view-only staff.
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (name, {**options, "fields": [
+                "signing_secret_withheld" if f == "signing_secret_display" else f for f in options["fields"]
+            ]})
+            for name, options in fieldsets
+        ]
 
     def get_queryset(self, request):
         # The list's key count in the same query, not one more per site.
@@ -117,6 +130,10 @@ class SiteAdmin(admin.ModelAdmin):
         if not obj.pk:
             return "Generated when the site is saved."
         return format_html("<code class=\"signing-secret\">{}</code>", obj.signing_secret)
+
+    @admin.display(description="signing secret")
+    def signing_secret_withheld(self, obj: Site) -> str:
+        return "Shown to those who may change the site."
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -144,6 +144,32 @@ def test_key_buttons_refuse_staff_without_the_permission_with_a_403(client, site
     assert not SecretKey.objects.filter(site=site).exists()
 
 
+@pytest.mark.parametrize(
+    ("codenames", "superuser", "shown"),
+    [
+        (["view_site"], False, False),
+        (["view_site", "change_site"], False, True),
+        ([], True, True),
+    ],
+)
+def test_only_staff_who_may_change_the_site_see_its_signing_secret(
+    client, site, django_user_model, codenames, superuser, shown
+):
+    # Whoever has it can sign any user id: it is a credential, like a secret key.
+    staff = django_user_model.objects.create_user("viewer", password="pw", is_staff=True, is_superuser=superuser)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(staff)
+
+    response = client.get(reverse("admin:tracking_site_change", args=[site.pk]))
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert (site.signing_secret in text) is shown
+    assert ("Regenerate signing secret" in text) is shown
+    if not shown:
+        assert "Shown to those who may change the site." in text
+
+
 @pytest.mark.parametrize("model", ["writekey", "secretkey"])
 def test_staff_who_may_only_view_keys_cannot_revoke_them(client, site, django_user_model, model):
     # Revoking every write key stops a site's tracking: it needs the change permission.

@@ -101,6 +101,16 @@ class SiteAdmin(admin.ModelAdmin):
             for name, options in fieldsets
         ]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # On the page itself (a GET): a message added while saving would show on the
+        # page the save redirects to, which is this one again.
+        if request.method == "GET":
+            site = self.get_object(request, object_id)
+            warning = services.write_key_warning(site) if site is not None else None
+            if warning:
+                messages.warning(request, warning)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_queryset(self, request):
         # The list's key count in the same query, not one more per site.
         now = timezone.now()

@@ -9,6 +9,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
+from tracking import services
 from tracking.access import LAST_SITE_SESSION_KEY, can, site_page
 from tracking.forms import SiteSettingsForm, auto_event_rules_formset
 from tracking.models import Membership, Site
@@ -62,6 +63,7 @@ def site_settings(request, site: Site):
             "snippet": tracker_snippet(site, base_url=base_url),
             "drop_ins": drop_ins(site, base_url=base_url),
             "write_keys": site.write_keys.active(),
+            "write_key_warning": services.write_key_warning(site),
             "section": "settings",
             "title": "Settings",
         },

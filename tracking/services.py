@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -39,6 +39,28 @@ def write_key_rotate(*, site: Site, label: str = "rotated") -> WriteKey:
     expires = timezone.now() + WriteKey.ROTATION_GRACE
     site.write_keys.active().exclude(expires_at__lte=expires).update(expires_at=expires)
     return write_key_issue(site=site, label=label)
+
+
+# How far ahead a site's last active write keys expiring is worth a warning: a rotation's
+# grace, so the warning is up while the old keys are the only ones left.
+WRITE_KEY_EXPIRY_WARNING = timedelta(hours=24)
+
+
+def write_key_warning(site: Site) -> str | None:
+    """What the site's admin page and Settings page warn about when its tracking is
+    about to stop (every active write key expires within a day) or has (none active),
+    else None. An expiry is set by a rotation or by hand, for rotation."""
+    now = timezone.now()
+    expiries = list(site.write_keys.active().values_list("expires_at", flat=True))
+    if not expiries:
+        return "This site has no active write key: every tracking call is refused. Issue one in the admin."
+    if None in expiries or max(expiries) > now + WRITE_KEY_EXPIRY_WARNING:
+        return None
+    last = timezone.localtime(max(expiries), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"Every active write key of this site expires within 24 hours (the last at {last}), and tracking "
+        "calls are refused after that: issue a new one in the admin and put it in your pages."
+    )
 
 
 def secret_key_issue(*, site: Site, label: str = "") -> IssuedSecret:

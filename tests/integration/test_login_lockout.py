@@ -4,6 +4,7 @@ marketer app's login page and the Django admin's alike; a success resets the cou
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -94,3 +95,13 @@ def test_a_forwarded_address_is_ignored_unless_proxies_are_configured(make_user,
 
     settings.TRUSTED_PROXY_HOPS = 1
     assert attempt(Client(), APP_LOGIN, user.username, PASSWORD, HTTP_X_FORWARDED_FOR="192.0.2.99").status_code == 302
+
+
+def test_the_log_keeps_failures_and_not_each_successful_login(make_user, caplog):
+    user = make_user()
+    with caplog.at_level(logging.INFO):
+        fail(Client(), APP_LOGIN, user.username, 1)
+        assert attempt(Client(), APP_LOGIN, user.username, PASSWORD).status_code == 302
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("axes")]
+    assert lines and all(level >= logging.WARNING for level, _ in lines), lines
+    assert any("failure" in text.lower() for _, text in lines), lines

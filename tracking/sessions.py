@@ -86,11 +86,12 @@ def assign_sessions(
     for profile_events in by_profile.values():
         profile_events.sort(key=lambda e: e.occurred_at)
     stored_last_seen = stored_last_seen or {}
-    current = _latest_sessions(
-        [
-            pid for pid, profile_events in by_profile.items()
+    current = _joinable_sessions(
+        {
+            pid: profile_events for pid, profile_events in by_profile.items()
             if _may_continue(stored_last_seen, pid, profile_events[0].occurred_at, timeout)
-        ]
+        },
+        timeout,
     )
     named = _client_sessions(site, {e.client_session_id for e in events if e.client_session_id})
     visits: list[PlannedEvent] = []
@@ -98,11 +99,11 @@ def assign_sessions(
     joined: dict[int, _OpenSession] = {}  # every session an event joined, by object identity
 
     for profile_id, profile_events in by_profile.items():
-        # The person's visits an event of theirs may still join: the latest stored one
-        # and those this batch opened. An event joins the latest of them it fits, so a
-        # late event (an offline queue) that opens or joins an old visit does not end
-        # the current one for the events after it.
-        visits_open = [current[profile_id]] if profile_id in current else []
+        # The person's visits an event of theirs may still join: the stored ones within
+        # the timeout of these events and those this batch opened. An event joins the
+        # latest of them it fits, so a late event (an offline queue) that opens or joins
+        # an old visit does not end the current one for the events after it.
+        visits_open = list(current.get(profile_id, ()))
         for event in profile_events:
             at, wanted = event.occurred_at, event.client_session_id
             candidates = visits_open
@@ -198,23 +199,57 @@ def _landing(context: dict[str, Any] | jsontext.RawJSON) -> dict[str, Any]:
     return keep
 
 
-def _latest_sessions(profile_ids: list[int]) -> dict[int, _OpenSession]:
+def _joinable_sessions(
+    by_profile: Mapping[int, list[PlannedEvent]], timeout: timedelta
+) -> dict[int, list[_OpenSession]]:
+    """The stored sessions an event of ``by_profile`` (each person's events oldest first)
+    may join, latest first: those that end no earlier than the timeout before a run of
+    the person's events (events at most the timeout apart) and start no later than the
+    timeout after it (``_expired`` of every other is true for each of the run's events).
+
+    Not only the person's latest session: a late event (a batch the client retried after
+    later ones went through) five minutes after an older visit belongs to that visit,
+    and the latest one, started more than the timeout after it, would have made it a
+    visit of its own. For events after the latest session, the usual case, the probe
+    is the one it was: one range of (profile_id, last_event_at DESC) per person."""
+    windows: list[tuple[int, datetime, datetime]] = []  # (profile, first, last) of each run
+    for pid, events in by_profile.items():
+        run_from = run_to = events[0].occurred_at
+        for event in events[1:]:
+            if event.occurred_at - run_to > timeout:
+                windows.append((pid, run_from, run_to))
+                run_from = event.occurred_at
+            run_to = event.occurred_at
+        windows.append((pid, run_from, run_to))
+    if not windows:
+        return {}
     with connection.cursor() as cursor:
-        # One probe of (profile_id, last_event_at DESC) per person, not every session of
-        # every person sorted (a returning visitor has hundreds).
+        # Bounded: sessions overlapping a run of events at most the timeout apart are
+        # few (a run's stored visits would have been one had they been that close).
         cursor.execute(
             """
             SELECT s.id, s.profile_id, s.external_id, s.started_at, s.last_event_at, s.event_count
-            FROM unnest(%s::bigint[]) AS p(id)
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS w(id, low, high)
             CROSS JOIN LATERAL (
                 SELECT id, profile_id, external_id, started_at, last_event_at, event_count
-                FROM tracking_session WHERE profile_id = p.id
-                ORDER BY last_event_at DESC LIMIT 1
+                FROM tracking_session
+                WHERE profile_id = w.id AND last_event_at >= w.low AND started_at <= w.high
+                ORDER BY last_event_at DESC LIMIT 20
             ) s
             """,
-            [db.int_array(profile_ids)],
+            [
+                db.int_array(pid for pid, _, _ in windows),
+                db.text_array((first - timeout).isoformat() for _, first, _ in windows),
+                db.text_array((last + timeout).isoformat() for _, _, last in windows),
+            ],
         )
-        return {row[1]: _OpenSession(*row) for row in cursor.fetchall()}
+        found: dict[int, dict[int, _OpenSession]] = defaultdict(dict)
+        for row in cursor.fetchall():
+            found[row[1]].setdefault(row[0], _OpenSession(*row))
+    return {
+        pid: sorted(sessions.values(), key=lambda s: s.last_event_at, reverse=True)
+        for pid, sessions in found.items()
+    }
 
 
 def _client_sessions(site: Site, external_ids: set[str]) -> dict[tuple[int, str], _OpenSession]:

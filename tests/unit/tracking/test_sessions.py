@@ -150,6 +150,24 @@ def test_a_late_event_in_a_batch_does_not_end_the_current_visit(site, t0):
     assert len(_sessions(site)) == len(_visits(site)) == 2
 
 
+def test_a_late_event_joins_the_earlier_visit_it_belongs_to_not_only_the_latest(site, t0):
+    """Two stored visits; a late event (a batch the client retried after later ones went
+    through) five minutes after the first visit's last event joins that visit: the
+    person was not inactive for longer than the timeout before it. Only the latest
+    visit was looked up, so the event opened a third visit with its own visited-site."""
+    ingest(site, track("a", anon="a-1", timestamp=t0, message_id="a"),
+           track("a2", anon="a-1", timestamp=t0 + 10 * MIN, message_id="a2"))
+    ingest(site, track("b", anon="a-1", timestamp=t0 + 40 * MIN, message_id="b"),
+           track("b2", anon="a-1", timestamp=t0 + 50 * MIN, message_id="b2"))
+    ingest(site, track("late", anon="a-1", timestamp=t0 + 15 * MIN, message_id="late"))
+
+    first, second = _sessions(site)
+    assert event_by_message(site, "late").session_id == event_by_message(site, "a").session_id == first.pk
+    assert event_by_message(site, "b").session_id == second.pk
+    assert len(_visits(site)) == 2
+    assert first.last_event_at == t0 + 15 * MIN and first.event_count == 4  # visit, a, a2, late
+
+
 @st.composite
 def timelines(draw):
     """A person's in-order events (minutes apart) with late events (an offline queue, from
@@ -238,13 +256,13 @@ def test_the_latest_session_is_looked_up_only_for_people_active_within_the_timeo
     from tracking import sessions
 
     asked: list[list[int]] = []
-    real = sessions._latest_sessions
+    real = sessions._joinable_sessions
 
-    def recording(profile_ids):
-        asked.append(sorted(profile_ids))
-        return real(profile_ids)
+    def recording(by_profile, timeout):
+        asked.append(sorted(by_profile))
+        return real(by_profile, timeout)
 
-    monkeypatch.setattr(sessions, "_latest_sessions", recording)
+    monkeypatch.setattr(sessions, "_joinable_sessions", recording)
     ingest(site, track("a", anon="a-1", timestamp=t0, message_id="a"), track("a", anon="a-2", timestamp=t0))
     ingest(site, track("b", anon="a-1", timestamp=t0 + 10 * MIN), track("b", anon="a-2", timestamp=t0 + 3 * 60 * MIN))
 

@@ -6,10 +6,12 @@ Fixed instants around the day British Summer Time ended in 2026 (Oct 25, 01:00 U
 00:30 and 01:30 UTC both read 01:30 in London, one BST (+01:00), one GMT (+00:00).
 Kolkata is +05:30 all year, Sao Paulo -03:00 (no daylight saving since 2019)."""
 
-from datetime import UTC, datetime, timedelta
+import base64
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -18,8 +20,10 @@ from profiles.models import Identity
 from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory
 from tests.people import event, person, session
+from tracking import inbox
 from tracking import services as tracking_services
-from tracking.models import Membership, WriteKey
+from tracking.models import Event, Membership, WriteKey
+from tracking.partitions import DEFAULT, ensure_event_partitions
 
 pytestmark = pytest.mark.django_db
 
@@ -142,3 +146,70 @@ def test_the_api_answers_in_utc_with_the_offset_written(site):
     ]:
         assert datetime.fromisoformat(value) == instant
         assert datetime.fromisoformat(value).utcoffset() == timedelta(0)
+
+
+# Segment timestamps a client in London sends the night BST ended in 2025 (Oct 26, 01:00
+# UTC), in the shapes ISO 8601 allows (an offset, Z, none: read as UTC), with the UTC
+# instant each stands for.
+NIGHT = [
+    ("2025-10-26T01:10:00+01:00", datetime(2025, 10, 26, 0, 10, tzinfo=UTC)),
+    ("2025-10-26T01:25:00+00:00", datetime(2025, 10, 26, 1, 25, tzinfo=UTC)),  # 15 min later on the wall, 75 elapsed
+    ("2025-10-26T01:40:00Z", datetime(2025, 10, 26, 1, 40, tzinfo=UTC)),
+    ("2025-10-26T01:59:59.999999", datetime(2025, 10, 26, 1, 59, 59, 999999, tzinfo=UTC)),  # 20 min less 1 µs
+    ("2025-10-26T07:50:00.0000011+05:30", datetime(2025, 10, 26, 2, 20, 0, 1, tzinfo=UTC)),  # 20 min and 2 µs
+]
+
+
+@pytest.mark.parametrize("mode", ["immediate", "queued"])
+def test_sessions_count_elapsed_time_across_a_clock_change_in_both_modes(client, site, mode, request):
+    """The inactivity timeout is elapsed time, whatever the wall clock did: two events
+    15 minutes apart on a London clock that fell back an hour between them are 75
+    minutes apart, two visits; and an offset, Z or none is read the same in both modes."""
+    _set_zone(site, "Europe/London")
+    if mode == "queued":
+        request.getfixturevalue("queued")
+    auth = "Basic " + base64.b64encode(f"{site.primary_write_key().key}:".encode()).decode()
+    for n, (stamp, _) in enumerate(NIGHT):
+        body = {"batch": [{"type": "track", "event": "Viewed", "anonymousId": "a-1", "messageId": f"m{n}", "timestamp": stamp}]}
+        response = client.post("/v1/batch", body, content_type="application/json", HTTP_AUTHORIZATION=auth)
+        assert response.status_code == 200, response.content
+    if mode == "queued":
+        inbox.drain(idle_seconds=0)
+
+    stored = {e.message_id: e for e in Event.objects.filter(site=site).exclude(type="visited-site")}
+    assert [stored[f"m{n}"].occurred_at for n in range(len(NIGHT))] == [instant for _, instant in NIGHT]
+    visits = [stored[f"m{n}"].session_id for n in range(len(NIGHT))]
+    assert visits[0] != visits[1] == visits[2] == visits[3] != visits[4] and visits[0] != visits[4]
+    assert Event.objects.filter(site=site, type="visited-site").count() == 3
+
+
+@pytest.mark.parametrize(("stamp", "instant"), [NIGHT[0], NIGHT[3], ("2025-10-26", datetime(2025, 10, 26, tzinfo=UTC))])
+def test_segment_and_tracardi_read_a_time_alike(client, site, stamp, instant):
+    """A time with no offset is UTC in every format that takes one (never the server's
+    zone), an offset is honoured, a date alone is its midnight in UTC."""
+    key = site.primary_write_key().key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    body = {"type": "track", "event": "Viewed", "anonymousId": "a-1", "messageId": "seg", "timestamp": stamp}
+    assert client.post("/v1/track", body, content_type="application/json", HTTP_AUTHORIZATION=auth).status_code == 200
+    payload = {"source": {"id": key}, "session": {"id": "s-1"}, "events": [{"type": "viewed", "time": {"create": stamp}}]}
+    assert client.post("/track", payload, content_type="application/json").status_code == 200
+
+    assert Event.objects.get(site=site, message_id="seg").occurred_at == instant
+    assert Event.objects.get(site=site, type="viewed").occurred_at == instant
+
+
+def test_months_are_utc_months_whatever_the_sites_zone(client, site):
+    """Partitions hold UTC months: 05:29:59.999999 on Feb 1 in Kolkata is still January."""
+    _set_zone(site, "Asia/Kolkata")
+    auth = "Basic " + base64.b64encode(f"{site.primary_write_key().key}:".encode()).decode()
+    batch = [
+        {"type": "track", "event": "x", "anonymousId": "a-1", "messageId": "jan", "timestamp": "1999-02-01T05:29:59.999999+05:30"},
+        {"type": "track", "event": "x", "anonymousId": "a-1", "messageId": "feb", "timestamp": "1999-02-01T05:30:00+05:30"},
+    ]
+    assert client.post("/v1/batch", {"batch": batch}, content_type="application/json", HTTP_AUTHORIZATION=auth).status_code == 200
+
+    assert ensure_event_partitions(months_back=0, months_ahead=0, today=date(1999, 1, 31)) == ["tracking_event_1999_01"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT message_id, tableoid::regclass::text FROM tracking_event WHERE site_id = %s"
+                       " AND message_id IS NOT NULL", [site.pk])
+        assert dict(cursor.fetchall()) == {"jan": "tracking_event_1999_01", "feb": DEFAULT}

@@ -16,7 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from profiles.models import Identity
+from profiles.maintenance import anonymous_profiles_purge
+from profiles.models import Identity, Profile
 from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory
 from tests.people import event, person, session
@@ -213,3 +214,18 @@ def test_months_are_utc_months_whatever_the_sites_zone(client, site):
         cursor.execute("SELECT message_id, tableoid::regclass::text FROM tracking_event WHERE site_id = %s"
                        " AND message_id IS NOT NULL", [site.pk])
         assert dict(cursor.fetchall()) == {"jan": "tracking_event_1999_01", "feb": DEFAULT}
+
+
+def test_retention_counts_elapsed_days_across_a_clock_change(site):
+    """60 days are 60 × 24 hours back from now, whatever the site's clocks did between:
+    last seen exactly then is kept, a microsecond earlier purged (London fell back an
+    hour on Oct 25; in its wall time the two are 13:00 BST and 12:00 GMT)."""
+    _set_zone(site, "Europe/London")
+    now = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+    cutoff = now - timedelta(days=60)
+    kept = person(site, "anonymous:a-kept", first_seen=cutoff, last_seen=cutoff)
+    gone = person(site, "anonymous:a-gone", first_seen=cutoff, last_seen=cutoff - timedelta(microseconds=1))
+
+    assert anonymous_profiles_purge(now=now) == 1
+    assert list(Profile.objects.filter(site=site).values_list("pk", flat=True)) == [kept.pk]
+    assert not Profile.objects.filter(pk=gone.pk).exists()

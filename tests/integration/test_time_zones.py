@@ -18,7 +18,6 @@ from rest_framework.test import APIClient
 
 from profiles.maintenance import anonymous_profiles_purge
 from profiles.models import Identity, Profile
-from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory
 from tests.people import event, person, session
 from tracking import inbox
@@ -56,7 +55,7 @@ SHOWN = {
 @pytest.fixture
 def logged_in(client, site):
     membership = MembershipFactory(site=site, role=Membership.Role.ADMIN)  # admins see the settings
-    client.login(username=membership.user.username, password=PASSWORD)
+    client.force_login(membership.user)  # client.login passes no request, which django-axes needs
     return client
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from profiles.models import Profile, ProfileMerge
 from tracking import inbox
-from tracking.models import Site
+from tracking.models import Event, Site
 from tracking.signals import profiles_forgotten
 
 REPOINT_LOCK = 0x6670_7270  # advisory lock class of the re-point ("fprp"), held while a run goes
@@ -101,6 +102,17 @@ def anonymous_profiles_purge(*, batch: int = 500, max_batches: int = 20, now=Non
                 ids = list(
                     Profile.objects.filter(
                         site=site, is_identified=False, merged_into__isnull=True, last_seen__lt=cutoff
+                    )
+                    # Idle since their last call arrived, not only by their events' dates:
+                    # a device whose clock is months behind (and no sentAt to correct it)
+                    # dates a new visitor's events before the cutoff. Their events are
+                    # few (anonymous), read by index (site_id, profile_id, occurred_at).
+                    .exclude(
+                        Exists(
+                            Event.objects.filter(
+                                site_id=site.pk, profile_id=OuterRef("pk"), received_at__gte=cutoff
+                            )
+                        )
                     )
                     .order_by("last_seen")
                     .select_for_update(skip_locked=True)

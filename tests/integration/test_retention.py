@@ -29,7 +29,9 @@ def _ago(days: float):
 
 
 def _visitor(site, anon: str, days_ago: float, events: int = 2) -> Profile:
-    ingest(site, *[track(f"e{i}", anon=anon, timestamp=_ago(days_ago) + timedelta(minutes=i)) for i in range(events)])
+    """A visitor whose calls came ``days_ago`` (sent then, and received then)."""
+    sent = [track(f"e{i}", anon=anon, timestamp=_ago(days_ago) + timedelta(minutes=i)) for i in range(events)]
+    ingest(site, *sent, received_at=_ago(days_ago) + timedelta(minutes=events))
     return profile_of(site, anon, ANON)
 
 
@@ -48,7 +50,7 @@ def test_it_purges_idle_anonymous_profiles_with_their_history(site):
     profiles_forgotten.connect(handler)
     try:
         idle = _visitor(site, "a-idle", days_ago=61)
-        ingest(site, group("acme", anon="a-idle", timestamp=_ago(61)))
+        ingest(site, group("acme", anon="a-idle", timestamp=_ago(61)), received_at=_ago(61))
         recent = _visitor(site, "a-recent", days_ago=59)
         ingest(site, identify("u-old", anon="a-known", timestamp=_ago(400)))
         known = profile_of(site, "u-old")
@@ -64,6 +66,21 @@ def test_it_purges_idle_anonymous_profiles_with_their_history(site):
     assert Profile.objects.filter(pk__in=[recent.pk, known.pk]).count() == 2  # recent, and identified
     assert _everything_of(recent.pk)[0] == 3  # two events and the visit
     assert forgotten == [{"signal": profiles_forgotten, "sender": Profile, "site_id": site.pk, "profile_ids": [idle.pk]}]
+
+
+@pytest.mark.django_db
+def test_a_visitor_whose_clock_is_months_behind_is_kept_until_idle_since_arrival(site):
+    # A device clock set back (a reset phone, no sentAt to correct it): the events are
+    # dated 90 days ago, but they arrived just now. The visitor is not idle.
+    ingest(site, track("Viewed", anon="a-clock", timestamp=_ago(90)))
+    visitor = profile_of(site, "a-clock", ANON)
+    assert visitor.last_seen < _ago(89)
+
+    assert anonymous_profiles_purge() == 0
+    assert _everything_of(visitor.pk)[0] == 2  # the event and the visit
+    assert anonymous_profiles_purge(now=timezone.now() + timedelta(days=59)) == 0
+    assert anonymous_profiles_purge(now=timezone.now() + timedelta(days=61)) == 1
+    assert not Profile.objects.filter(pk=visitor.pk).exists()
 
 
 @pytest.mark.django_db

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from tracking import services
 from tracking.admin_forms import SiteAdminForm
@@ -20,7 +21,24 @@ from tracking.models import InboxBatch, Membership, SecretKey, Site, WriteKey
 from tracking.snippet import tracker_snippet
 
 
-class WriteKeyInline(admin.TabularInline):
+class LabelledTabularInline(admin.TabularInline):
+    """A tabular inline whose inputs have names: Django heads each column with a <th>
+    but renders the inputs below with no label, so a screen reader read "edit text" or
+    "combo box" and nothing more (axe: label, select-name). Each input is named after its
+    column (the "Delete?" checkbox too)."""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        class LabelledFormSet(super().get_formset(request, obj, **kwargs)):
+            def add_fields(self, form, index):
+                super().add_fields(form, index)
+                for field in form.fields.values():
+                    if field.label:
+                        field.widget.attrs.setdefault("aria-label", capfirst(field.label))
+
+        return LabelledFormSet
+
+
+class WriteKeyInline(LabelledTabularInline):
     model = WriteKey
     extra = 0
     can_delete = False
@@ -36,7 +54,7 @@ class WriteKeyInline(admin.TabularInline):
         return False  # issued with the "Issue write key" button
 
 
-class SecretKeyInline(admin.TabularInline):
+class SecretKeyInline(LabelledTabularInline):
     model = SecretKey
     extra = 0
     can_delete = False
@@ -51,7 +69,7 @@ class SecretKeyInline(admin.TabularInline):
         return False  # issued with the "Issue secret key" button, shown once
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(LabelledTabularInline):
     model = Membership
     extra = 1
     raw_id_fields = ["user"]
@@ -312,7 +330,7 @@ class MembershipAdmin(admin.ModelAdmin):
     raw_id_fields = ["user", "site"]
 
 
-class UserMembershipInline(admin.TabularInline):
+class UserMembershipInline(LabelledTabularInline):
     model = Membership
     extra = 1
     fk_name = "user"

@@ -23,7 +23,7 @@ def test_admin_maps_raptor_parameters_and_reads_the_calls(page):
 
     page.get_by_text("How to call each format").click()
     panel = page.locator(".format-examples")
-    expect(panel.locator("h4")).to_have_text(["Segment HTTP API", "Tracardi", "Tracktor.io", "Raptor"])
+    expect(panel.locator("h3")).to_have_text(["Segment HTTP API", "Tracardi", "Tracktor.io", "Raptor"])
     expect(panel.locator("[data-format=raptor] pre")).to_contain_text(f"/t/{key}.rsa?p1=itemclick")
 
     page.get_by_text("Integrations").click()

@@ -37,7 +37,7 @@ def test_it_shows_how_to_call_each_format_with_the_sites_keys(admin_client, site
 
     assert "How to call each format" in page
     for title in ("Segment HTTP API", "Tracardi", "Tracktor.io", "Raptor"):
-        assert f"<h4>{title}</h4>" in page
+        assert f"<h3>{title}</h3>" in page
     assert f"curl -u '{key}:'" in page
     assert f'"id": "{key}"' in page  # Tracardi's source.id
     assert f"/track?sid={key}&" in page

@@ -1,0 +1,235 @@
+"""Every page a marketer or an admin uses, checked with axe-core in Chromium at a
+desktop's and a phone's width.
+
+axe runs WCAG 2.0/2.1/2.2 A and AA rules; a violation of impact "serious" or "critical"
+fails the test. FOOTPRINT_A11Y_REPORT=/path.jsonl also writes every violation (any
+impact, and axe's best-practice rules) there, one JSON line a page, for an audit;
+FOOTPRINT_SCREENSHOTS=/dir keeps a picture of each page checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from tests.conftest import PASSWORD, login
+from tests.factories import MembershipFactory, SiteFactory, UserFactory
+from tests.people import company, event, events, person, session
+from tracking.models import InboxBatch, Membership
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+FAILING = {"serious", "critical"}
+REPORT = os.environ.get("FOOTPRINT_A11Y_REPORT")
+SHOTS = os.environ.get("FOOTPRINT_SCREENSHOTS")
+WIDTHS = [1280, 390]
+
+
+def axe(page, where: str) -> list[dict]:
+    """axe's violations on the page as it is now (after any htmx swaps)."""
+    assert AXE.exists(), f"{AXE} is missing: run npm ci (axe-core is a devDependency)"
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE))
+    tags = WCAG + ["best-practice"] if REPORT else WCAG
+    violations = page.evaluate(
+        """async (tags) => (await axe.run(document, {
+            runOnly: {type: 'tag', values: tags}, resultTypes: ['violations'],
+        })).violations.map(v => ({
+            id: v.id, impact: v.impact, tags: v.tags, help: v.help,
+            nodes: v.nodes.map(n => ({target: n.target.join(' '), summary: n.failureSummary})),
+        }))""",
+        tags,
+    )
+    if REPORT:
+        with open(REPORT, "a") as report:
+            report.write(json.dumps({"page": where, "violations": violations}) + "\n")
+    return [v for v in violations if v["impact"] in FAILING and set(v["tags"]) & set(WCAG)]
+
+
+def assert_accessible(page, where: str) -> None:
+    page.wait_for_load_state("networkidle")
+    shot(page, where)
+    failing = axe(page, where)
+    assert failing == [], f"{where}: " + "; ".join(
+        f"{v['id']} ({v['impact']}, {len(v['nodes'])}x: {', '.join(n['target'] for n in v['nodes'][:4])}) {v['help']}"
+        for v in failing
+    )
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=f"{SHOTS}/{name}.png", full_page=True)
+
+
+@pytest.fixture
+def shop(db):
+    site = SiteFactory(name="Shoe shop")
+    SiteFactory(name="Blog")  # another site for the switcher
+    boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    MembershipFactory(user=boss, site=site, role=Membership.Role.ADMIN)
+    return site
+
+
+@pytest.fixture
+def ann(shop):
+    now = timezone.now()
+    ann = person(
+        shop,
+        "user:ann-42",
+        "email:ann@example.com",
+        "anonymous:a-7Hq2kLm9",
+        properties={"name": "Ann Lee", "email": "ann@example.com", "plan": "pro", "city": "Berlin"},
+        first_seen=now - timedelta(days=40),
+        last_seen=now - timedelta(minutes=3),
+    )
+    company(ann, "acme", name="Acme Inc", industry="retail")
+    visit = session(ann, started_at=now - timedelta(hours=2), events=12, landing_page="https://shoes.example/sale")
+    events(ann, 60, start=now - timedelta(hours=20), step=timedelta(minutes=15), type="product-view")
+    event(
+        ann,
+        "order-completed",
+        at=now - timedelta(minutes=3),
+        session=visit,
+        properties={"total": 129.9, "currency": "EUR"},
+        context={"page": {"url": "https://shoes.example/checkout/done"}},
+    )
+    for i in range(54):
+        person(shop, *([f"user:u{i:03}"] if i % 3 == 0 else []), f"anonymous:a-{i:03}x",
+               properties={"email": f"user{i:03}@example.com"} if i % 3 == 0 else {},
+               last_seen=now - timedelta(hours=i + 1))
+    return ann
+
+
+def new_page(browser, live_server, width: int):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return page
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_login_and_not_found_pages(browser, live_server, shop, width):
+    page = new_page(browser, live_server, width)
+    page.goto("/app/login/")
+    assert_accessible(page, f"login@{width}")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", "wrong")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert_accessible(page, f"login-error@{width}")
+    login(page, "boss", PASSWORD)
+    page.goto("/app/s/999999/people/")
+    expect(page.get_by_test_id("not-found")).to_be_visible()
+    assert_accessible(page, f"404@{width}")
+    page.goto(f"/app/s/{shop.pk}/segments/")
+    assert_accessible(page, f"segments@{width}")
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_people_pages(browser, live_server, shop, ann, width):
+    page = new_page(browser, live_server, width)
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/")
+    assert_accessible(page, f"people@{width}")
+    if width < 800:
+        page.click("label.nav-toggle-label")
+        expect(page.locator("nav.mainnav")).to_be_visible()
+        assert_accessible(page, f"menu-open@{width}")
+        page.click("label.nav-toggle-label")
+    page.click("a[rel=next]")
+    expect(page.get_by_test_id("person-row")).to_have_count(5)
+    assert_accessible(page, f"people-page2@{width}")
+    page.select_option("#people-sort", "first_seen")
+    expect(page).to_have_url(re.compile(r"sort=first_seen"))
+    page.fill("#people-q", "ann@")
+    expect(page.get_by_test_id("person-row")).to_have_count(1)
+    assert_accessible(page, f"people-search@{width}")
+    page.fill("#people-q", "nobody-here")
+    expect(page.get_by_test_id("no-match")).to_be_visible()
+    assert_accessible(page, f"people-no-match@{width}")
+
+    page.goto(f"/app/s/{shop.pk}/people/{ann.pk}/")
+    timeline = page.get_by_test_id("timeline-event")
+    timeline.first.locator("summary").click()
+    assert_accessible(page, f"person@{width}")
+    page.click("text=Older events")
+    expect(timeline).to_have_count(61)
+    assert_accessible(page, f"person-older@{width}")
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_live_page(browser, live_server, shop, ann, width):
+    page = new_page(browser, live_server, width)
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/live/")
+    rows = page.get_by_test_id("live-event")
+    expect(rows.first).to_contain_text("order-completed")
+    assert_accessible(page, f"live@{width}")
+    arrival = event(ann, "product-added", properties={"product": "Red shoe"})
+    expect(page.locator(f'[data-event-id="{arrival.id}"]')).to_be_visible(timeout=12_000)
+    assert_accessible(page, f"live-updated@{width}")
+    page.fill("#live-type", "order")
+    expect(rows).to_have_count(1)
+    assert_accessible(page, f"live-filtered@{width}")
+    page.fill("#live-type", "")
+    page.click("a[rel=next]")
+    expect(page.get_by_test_id("live-history")).to_be_visible()
+    assert_accessible(page, f"live-older@{width}")
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_settings_page(browser, live_server, shop, width):
+    page = new_page(browser, live_server, width)
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/settings/")
+    page.click("#add-rule")
+    page.locator("details.drop-ins summary").click()
+    assert_accessible(page, f"settings@{width}")
+    page.goto(f"/app/s/{shop.pk}/live/")
+    expect(page.get_by_test_id("empty-live")).to_be_visible()
+    assert_accessible(page, f"live-empty@{width}")
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_admin_pages(browser, live_server, shop, width):
+    InboxBatch.objects.create(site=shop, received_at=timezone.now(), actor="write key x", message_count=3,
+                              messages="[]", attempts=3, last_error="boom", failed_at=timezone.now())
+    page = new_page(browser, live_server, width)
+    login(page, "boss", PASSWORD, path="/admin/login/")
+    assert_accessible(page, f"admin-index@{width}")
+    page.goto("/admin/tracking/site/")
+    assert_accessible(page, f"admin-sites@{width}")
+    page.goto(f"/admin/tracking/site/{shop.pk}/change/")
+    page.get_by_text("How to call each format").click()
+    page.get_by_text("Integrations").click()
+    assert_accessible(page, f"admin-site@{width}")
+    page.click("text=Issue write key")
+    expect(page.locator(".messagelist")).to_contain_text("New write key issued")
+    assert_accessible(page, f"admin-site-key-issued@{width}")
+    page.click("text=Issue secret key")
+    assert_accessible(page, f"admin-secret-key@{width}")
+    page.goto("/admin/tracking/writekey/")
+    assert_accessible(page, f"admin-writekeys@{width}")
+    page.click("table#result_list tbody a >> nth=0")
+    assert_accessible(page, f"admin-writekey@{width}")
+    page.goto("/admin/tracking/inboxbatch/")
+    assert_accessible(page, f"admin-inbox@{width}")
+    page.click("table#result_list tbody a >> nth=0")
+    assert_accessible(page, f"admin-inbox-batch@{width}")
+    page.context.close()
+

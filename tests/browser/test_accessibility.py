@@ -1,5 +1,5 @@
 """Every page a marketer or an admin uses, checked with axe-core in Chromium at a
-desktop's and a phone's width.
+desktop's and a phone's width, and the controls that matter worked by keyboard alone.
 
 axe runs WCAG 2.0/2.1/2.2 A and AA rules; a violation of impact "serious" or "critical"
 fails the test. FOOTPRINT_A11Y_REPORT=/path.jsonl also writes every violation (any
@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD, login
 from tests.factories import MembershipFactory, SiteFactory, UserFactory
 from tests.people import company, event, events, person, session
-from tracking.models import InboxBatch, Membership
+from tracking.models import InboxBatch, Membership, Site
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -144,10 +144,10 @@ def test_people_pages(browser, live_server, shop, ann, width):
     page.goto(f"/app/s/{shop.pk}/people/")
     assert_accessible(page, f"people@{width}")
     if width < 800:
-        page.click("label.nav-toggle-label")
+        page.click("#nav-toggle")
         expect(page.locator("nav.mainnav")).to_be_visible()
         assert_accessible(page, f"menu-open@{width}")
-        page.click("label.nav-toggle-label")
+        page.click("#nav-toggle")
     page.click("a[rel=next]")
     expect(page.get_by_test_id("person-row")).to_have_count(5)
     assert_accessible(page, f"people-page2@{width}")
@@ -233,3 +233,169 @@ def test_admin_pages(browser, live_server, shop, width):
     assert_accessible(page, f"admin-inbox-batch@{width}")
     page.context.close()
 
+
+# Keyboard only: Tab, Shift+Tab, Enter, Space, Escape and the arrows, no clicks.
+
+def focused(page) -> str:
+    """What has the focus, as id, test id or tag and text."""
+    return page.evaluate("""() => { const e = document.activeElement;
+        return e.id ? '#' + e.id : (e.dataset.testid || e.tagName.toLowerCase() + ':' + e.textContent.trim().slice(0, 30)); }""")
+
+
+def tab_to(page, selector: str, limit: int = 120, key: str = "Tab") -> None:
+    for _ in range(limit):
+        if page.evaluate("(s) => document.activeElement.matches(s)", selector):
+            return
+        page.keyboard.press(key)
+    raise AssertionError(f"{key} never reaches {selector} (stuck at {focused(page)})")
+
+
+def focus_ring(page) -> str | None:
+    """The focused element's outline or box shadow, None when it shows no focus."""
+    return page.evaluate("""() => { const s = getComputedStyle(document.activeElement);
+        if (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) return 'outline ' + s.outlineStyle + ' ' + s.outlineWidth;
+        return s.boxShadow !== 'none' ? 'shadow ' + s.boxShadow : null; }""")
+
+
+def test_skip_link_and_a_visible_focus_on_every_tab_stop(page, shop, ann):
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/{ann.pk}/")
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    box = skip.bounding_box()
+    assert box and box["y"] >= 0 and box["height"] > 10, f"the skip link is off screen when focused: {box}"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")  # the first stop after the skip link is in the page, not the top bar
+    expect(page.locator("nav.breadcrumb a")).to_be_focused()
+
+    page.reload()  # Tab from the top again
+    page.evaluate("document.activeElement.blur()")
+    seen = []
+    for _ in range(150):
+        page.keyboard.press("Tab")
+        where = focused(page)
+        if where in seen[:1] or page.evaluate("document.activeElement === document.body"):
+            break
+        seen.append(where)
+        assert focus_ring(page), f"no visible focus on {where}"
+    assert "#site-switcher" in seen and len(seen) > 20, seen  # it went round the whole page
+
+
+def test_menu_opens_with_enter_and_closes_with_escape_on_a_phone(browser, live_server, shop):
+    page = new_page(browser, live_server, 390)
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/")
+    nav = page.locator("nav.mainnav")
+    expect(nav).to_be_hidden()
+    page.evaluate("document.activeElement.blur()")
+    tab_to(page, "#nav-toggle", limit=6)
+    toggle = page.locator("#nav-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    assert focus_ring(page)
+    page.keyboard.press("Enter")
+    expect(nav).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("Tab")
+    expect(nav.locator("a").first).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Escape")
+    expect(nav).to_be_hidden()
+    expect(toggle).to_be_focused()
+    page.keyboard.press("Space")
+    expect(nav).to_be_visible()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Live events")
+    page.context.close()
+
+
+def test_site_switcher_search_sort_and_paging_by_keyboard(page, shop, ann):
+    blog = Site.objects.get(name="Blog")  # boss is a superuser: the switcher lists every site
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/")
+    rows = page.get_by_test_id("person-row")
+    expect(rows).to_have_count(50)
+    page.evaluate("document.activeElement.blur()")
+
+    # Search: typed, no Enter; the focus stays in the box as the results change.
+    tab_to(page, "#people-q")
+    page.keyboard.type("ann@")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#people-q")).to_be_focused()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Backspace")
+    expect(rows).to_have_count(50)
+
+    # Sort by a column header's link: the focus stays on it.
+    tab_to(page, "th a.sort")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"sort=-first_seen"))
+    expect(page.locator("th a.sort").first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"sort=first_seen"))
+    expect(page.locator("th a.sort").first).to_be_focused()
+
+    # Paging: Enter on Next keeps the focus on the pager, not back at the top of the page.
+    tab_to(page, "a[rel=next]")
+    page.keyboard.press("Enter")
+    expect(rows).to_have_count(5)
+    assert page.evaluate("!!document.activeElement.closest('nav.pager')"), f"focus went to {focused(page)}"
+    tab_to(page, "a[rel=prev]", key="Shift+Tab", limit=3)
+    page.keyboard.press("Enter")
+    expect(rows).to_have_count(50)
+    assert page.evaluate("!!document.activeElement.closest('nav.pager')"), f"focus went to {focused(page)}"
+
+    # The site switcher: arrows choose, Enter goes.
+    page.reload()
+    expect(page.locator("#people-q")).to_be_focused()  # autofocus
+    tab_to(page, "#site-switcher", key="Shift+Tab", limit=15)
+    page.keyboard.press("ArrowUp")  # "Blog" is listed before "Shoe shop"
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/app/s/{blog.pk}/people/")
+
+
+def test_timeline_paging_by_keyboard_goes_on_to_the_older_events(page, shop, ann):
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/people/{ann.pk}/")
+    timeline = page.get_by_test_id("timeline-event")
+    expect(timeline).to_have_count(50)
+    page.locator(".timeline .more button").focus()
+    page.keyboard.press("Enter")
+    expect(timeline).to_have_count(61)
+    # The focus is on the first of the events just loaded, not lost with the button.
+    expect(timeline.nth(50).locator("summary")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(timeline.nth(50).locator("details")).to_have_attribute("open", "")
+
+
+def test_live_page_by_keyboard_keeps_focus_across_updates_and_announces_arrivals(page, shop, ann):
+    login(page, "boss", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/live/")
+    rows = page.get_by_test_id("live-event")
+    expect(rows.first).to_contain_text("order-completed")
+    announcer = page.get_by_role("status")
+    expect(announcer).to_have_attribute("aria-live", "polite")
+
+    # Reading the rows with Tab: an update every few seconds does not take the focus away.
+    first = rows.first.get_attribute("data-event-id")
+    link = page.locator(f'[data-event-id="{first}"] a')
+    page.evaluate("document.activeElement.blur()")
+    tab_to(page, f'[data-event-id="{first}"] a')
+    arrival = event(ann, "product-added", properties={"product": "Red shoe"})
+    expect(page.locator(f'[data-event-id="{arrival.id}"]')).to_be_visible(timeout=12_000)
+    expect(announcer).to_have_text("1 new event: product-added")
+    expect(link).to_be_focused()
+
+    # Pause and resume with Space on the checkbox.
+    tab_to(page, "#live-pause", key="Shift+Tab")
+    page.keyboard.press("Space")
+    expect(page.locator("#live-pause")).to_be_checked()
+    paused = event(ann, "cart-viewed")
+    page.wait_for_timeout(4_000)
+    expect(page.locator(f'[data-event-id="{paused.id}"]')).to_have_count(0)
+    page.keyboard.press("Space")
+    expect(page.locator(f'[data-event-id="{paused.id}"]')).to_have_count(1, timeout=12_000)
+    expect(announcer).to_have_text("1 new event: cart-viewed")

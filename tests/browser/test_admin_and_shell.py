@@ -90,7 +90,7 @@ def test_shell_works_on_a_phone(browser, live_server):
     page = context.new_page()
     login(page, "pho")
     expect(page.locator("nav.mainnav")).to_be_hidden()
-    page.click("label.nav-toggle-label")
+    page.click("#nav-toggle")
     expect(page.locator("nav.mainnav")).to_be_visible()
     page.click("nav.mainnav >> text=Segments")
     expect(page.locator("h1")).to_have_text("Segments")

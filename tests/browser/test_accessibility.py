@@ -206,6 +206,28 @@ def test_settings_page(browser, live_server, shop, width):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_settings_read_only_with_a_key_warning_and_the_no_sites_page(browser, live_server, shop, width):
+    shop.write_keys.update(expires_at=timezone.now() + timedelta(hours=3))
+    viewer = UserFactory(username="vic")
+    MembershipFactory(user=viewer, site=shop, role=Membership.Role.VIEWER)
+    page = new_page(browser, live_server, width)
+    login(page, "vic", PASSWORD)
+    page.goto(f"/app/s/{shop.pk}/settings/")
+    expect(page.get_by_text("expires within 24 hours")).to_be_visible()
+    expect(page.locator("#id_name")).to_be_disabled()
+    assert_accessible(page, f"settings-read-only@{width}")
+    page.context.close()
+
+    UserFactory(username="newbie")
+    page = new_page(browser, live_server, width)
+    login(page, "newbie", PASSWORD)
+    page.goto("/app/")
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    assert_accessible(page, f"no-sites@{width}")
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_admin_pages(browser, live_server, shop, width):
     InboxBatch.objects.create(site=shop, received_at=timezone.now(), actor="write key x", message_count=3,
                               messages="[]", attempts=3, last_error="boom", failed_at=timezone.now())

@@ -75,6 +75,7 @@ class _Merge:
     identities: dict[str, Any]
     source_identified: bool
     actor: str  # who sent the message that merged them
+    new: bool = False  # the source was made by this batch: nothing of it is stored yet
 
 
 @dataclass
@@ -288,10 +289,16 @@ class _Batch:
         dst.last_seen = _max(dst.last_seen, src.last_seen)
         dst.stored_last_seen = _max(dst.stored_last_seen, src.stored_last_seen)
         self.parent[source] = target
-        if not src.new:
-            ids = {k: v for k, v in (("userId", m.user_id), ("anonymousId", m.anonymous_id),
-                                     ("previousId", m.previous_id)) if v}
-            self.merges.append(_Merge(source, target, reason, ids, src.identified, self.actors.get(m.index, self.actor)))
+        # Every merge is recorded (DESIGN), a profile made by this batch's earlier
+        # messages too: whether a visitor's first calls and their sign-in are stored
+        # apart or together (one request, or a drain's chunk of many) must not decide
+        # whether there is a record, nor whether the properties the person's own lost to
+        # the target's are kept (on the tombstone, as for a profile stored before).
+        ids = {k: v for k, v in (("userId", m.user_id), ("anonymousId", m.anonymous_id),
+                                 ("previousId", m.previous_id)) if v}
+        self.merges.append(
+            _Merge(source, target, reason, ids, src.identified, self.actors.get(m.index, self.actor), new=src.new)
+        )
 
     def identify(self, pid: int) -> None:
         p = self.profiles[pid]
@@ -441,7 +448,32 @@ class _Batch:
             return real.get(root, root)
 
         self._db_id = db_id
-        self._write_promised(db_id, set(real.values()))
+        # Profiles made and merged within the batch: tombstones of their person, as if
+        # stored before the merge, so their merge records name a profile (its reserved
+        # id where a queued answer promised one). A second statement only when there are
+        # any; their events, identities and sessions are written on the person already.
+        merged_new = [m for m in self.merges if m.new]
+        if merged_new:
+            ids = _insert_profiles(
+                self.site.pk,
+                [
+                    {
+                        "id": self.reserved.get(m.source),
+                        "properties": self.profiles[m.source].properties,
+                        "identified": self.profiles[m.source].identified,
+                        "first_seen": self.profiles[m.source].first_seen,
+                        "last_seen": self.profiles[m.source].last_seen,
+                        "merged_into": db_id(m.target),
+                    }
+                    for m in merged_new
+                ],
+            )
+            for m, pid in zip(merged_new, ids, strict=True):
+                m.source = pid
+            created = {*real.values(), *ids}
+        else:
+            created = set(real.values())
+        self._write_promised(db_id, created)
         self._write_identities(db_id)
         self._write_merges(db_id)
         self._write_profiles()
@@ -496,6 +528,37 @@ class _Batch:
         sources = [m.source for m in self.merges]
         targets = [db_id(m.target) for m in self.merges]
         site_id = self.site.pk
+        # What a profile stored before the batch had moves to its person; one made by
+        # the batch has nothing stored to move (its tombstone points at them already).
+        stored = [(s, t, m) for s, t, m in zip(sources, targets, self.merges, strict=True) if not m.new]
+        if stored:
+            self._move(site_id, stored)
+        now = _now()
+        records = [
+            {
+                "source": m.source, "target": target, "reason": m.reason, "identities": m.identities,
+                "actor": m.actor, "repointed_at": None if m.source_identified and not m.new else now,
+            }
+            for m, target in zip(self.merges, targets, strict=True)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO profiles_profilemerge
+                    (site_id, source_id, target_id, reason, identities, actor, merged_at, repointed_at)
+                SELECT %s, v.source, v.target, v.reason, v.identities, v.actor, %s, v.repointed_at
+                FROM jsonb_to_recordset(%s::jsonb) AS v(
+                    source bigint, target bigint, reason varchar, identities jsonb, actor varchar,
+                    repointed_at timestamptz)
+                """,
+                [site_id, now, _json(records)],
+            )
+        profiles_merged.send(sender=Profile, site=self.site, pairs=list(zip(sources, targets, strict=True)))
+
+    def _move(self, site_id: int, stored: list[tuple[int, int, _Merge]]) -> None:
+        """Move what the stored ``(source, target, merge)`` profiles had to their target."""
+        sources = [s for s, _, _ in stored]
+        targets = [t for _, t, _ in stored]
         with connection.cursor() as cursor:
             mapping = "unnest(%s::bigint[], %s::bigint[]) AS m(src, dst)"
             pairs = [db.int_array(sources), db.int_array(targets)]
@@ -525,34 +588,13 @@ class _Batch:
             )
             # Anonymous histories are small: move them now. Two identified histories may
             # be large: a background task moves them in batches (ProfileMerge.repointed_at).
-            small = [(s, t) for s, t, m in zip(sources, targets, self.merges, strict=True) if not m.source_identified]
+            small = [(s, t) for s, t, m in stored if not m.source_identified]
             if small:
                 cursor.execute(
                     f"""UPDATE tracking_event e SET profile_id = m.dst FROM {mapping}
                         WHERE e.site_id = %s AND e.profile_id = m.src""",
                     [db.int_array(s for s, _ in small), db.int_array(t for _, t in small), site_id],
                 )
-        now = _now()
-        records = [
-            {
-                "source": m.source, "target": target, "reason": m.reason, "identities": m.identities,
-                "actor": m.actor, "repointed_at": None if m.source_identified else now,
-            }
-            for m, target in zip(self.merges, targets, strict=True)
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                INSERT INTO profiles_profilemerge
-                    (site_id, source_id, target_id, reason, identities, actor, merged_at, repointed_at)
-                SELECT %s, v.source, v.target, v.reason, v.identities, v.actor, %s, v.repointed_at
-                FROM jsonb_to_recordset(%s::jsonb) AS v(
-                    source bigint, target bigint, reason varchar, identities jsonb, actor varchar,
-                    repointed_at timestamptz)
-                """,
-                [site_id, now, _json(records)],
-            )
-        profiles_merged.send(sender=Profile, site=self.site, pairs=list(zip(sources, targets, strict=True)))
 
     def _write_profiles(self) -> None:
         # Only profiles a message landed on: one loaded for a message left for later,
@@ -672,7 +714,7 @@ def resolve_batch(
         batch._db_id(pid): batch.profiles[batch.find(pid)].stored_last_seen for _, pid in placed
     }
     resolution.merges = [(m.source, batch._db_id(m.target)) for m in batch.merges]
-    resolution.repoint_later = any(m.source_identified for m in batch.merges)
+    resolution.repoint_later = any(m.source_identified and not m.new for m in batch.merges)
     resolution.new_profile_ids = sorted(real.values())
     return resolution
 

@@ -197,13 +197,12 @@ def test_queued_and_immediate_ingestion_store_the_same_people(requests, chunk):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="open: a merge of a profile made in the same chunk is not recorded")
 def test_an_identify_merge_is_recorded_in_both_modes_however_the_calls_were_chunked():
     # u1 known, then a visitor's page view, then their sign-in as u1, in three requests:
     # stored one by one, the visitor's profile exists and its merge into u1 is recorded;
     # drained together in one chunk, the visitor's profile is made and merged within the
-    # chunk's transaction, and no merge is recorded (identity.py: only sources stored
-    # before the batch are). The people and their events are the same either way.
+    # chunk's transaction, and its merge was not recorded (identity.py recorded only
+    # sources stored before the batch). Now every merge is.
     requests = [
         [{"type": "identify", "userId": "u1", "messageId": "m0"}],
         [{"type": "track", "anonymousId": "a1", "event": "Viewed", "messageId": "m1"}],

@@ -582,8 +582,17 @@ def test_it_handles_identify_and_merge_of_new_people_inside_one_batch(site):
     person = profile_of(site, "u-1")
     assert set(result.profile_ids.values()) == {person.pk}
     assert person.properties == {"plan": "pro", "color": "red"}
-    assert _live_profiles(site).count() == Profile.objects.filter(site=site).count() == 1
-    assert not ProfileMerge.objects.exists()  # the anonymous profile never reached the database
+    assert _live_profiles(site).count() == 1
+    # Every merge is recorded, of a profile made by the same batch too (as if its calls
+    # had come in an earlier request): its tombstone keeps the value that lost.
+    merge = ProfileMerge.objects.get(site=site)
+    assert (merge.target_id, merge.reason, merge.identities) == (
+        person.pk, ProfileMerge.Reason.IDENTIFY, {"userId": "u-1", "anonymousId": "a-1"}
+    )
+    assert merge.repointed_at is not None  # nothing of it was stored under its own id
+    visitor = Profile.objects.get(pk=merge.source_id)
+    assert (visitor.merged_into_id, visitor.properties) == (person.pk, {"color": "red", "plan": "free"})
+    assert not Event.objects.filter(profile_id=visitor.pk).exists()
 
 
 def test_it_keeps_sites_apart(site, other_site):

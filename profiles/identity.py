@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -65,6 +65,8 @@ class _Profile:
     # The last_seen stored before this batch, the latest of it and of the profiles merged
     # into it (None: nothing stored). No session of theirs ended after it.
     stored_last_seen: datetime | None = None
+    # Property -> the stamp (``stamp``) of the call that last set or deleted it.
+    stamps: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -93,10 +95,29 @@ class Resolution:
     stored_last_seen: dict[int, datetime | None] = field(default_factory=dict)
 
 
-def apply_traits(properties: dict[str, Any], traits: dict[str, Any]) -> bool:
-    """Shallow merge; a null value deletes the key. Returns whether anything changed."""
+def apply_traits(
+    properties: dict[str, Any],
+    traits: dict[str, Any],
+    stamps: dict[str, list[int]] | None = None,
+    stamp: list[int] | None = None,
+) -> bool:
+    """Shallow merge; a null value deletes the key. Returns whether anything changed.
+
+    With ``stamps`` (key -> stamp of its last write) and the call's ``stamp``: a key
+    whose last write is newer than the call is left as it is, and the keys the call
+    writes take its stamp. So a person's properties end as their calls' arrival order
+    says, in whichever order they are stored: the inbox stores a person's calls out of
+    that order when they were queued in two lanes (their userId's, and a new browser's
+    anonymous id's with their sign-in there) before they were known to be one person."""
     changed = False
     for key, value in traits.items():
+        if stamps is not None and stamp is not None:
+            last = stamps.get(key)
+            if last is not None and last > stamp:
+                continue  # a newer call wrote it already
+            if last != stamp:
+                stamps[key] = stamp
+                changed = True
         if value is None:
             if key in properties:
                 del properties[key]
@@ -108,6 +129,17 @@ def apply_traits(properties: dict[str, Any], traits: dict[str, Any]) -> bool:
 
 
 _MISSING = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def stamp(m: Message) -> list[int] | None:
+    """When a call's properties were written, in the order immediate mode stores calls:
+    [its request's arrival, in microseconds since the epoch; its place in the request]
+    (a list: that is how it comes back from JSON). None when the arrival is unknown."""
+    if m.received_at is None:
+        return None
+    return [(m.received_at - _EPOCH) // _MICROSECOND, m.index if m.position is None else m.position]
 
 
 class _Batch:
@@ -199,10 +231,11 @@ class _Batch:
         targets = sorted({row[5] for row in rows if row[5] is not None} - loaded)
         if targets:
             rows += self._select_for_update(targets, skip_locked=skip_locked)
-        for pid, identified, properties, first_seen, last_seen, merged_into in rows:
+        for pid, identified, properties, first_seen, last_seen, merged_into, stamps in rows:
             # Django loads jsonb as text from raw cursors (JSONField decodes it itself).
             self.profiles[pid] = _Profile(
-                pid, identified, jsontext.loads(properties), first_seen, last_seen, stored_last_seen=last_seen
+                pid, identified, jsontext.loads(properties), first_seen, last_seen, stored_last_seen=last_seen,
+                stamps=jsontext.loads(stamps) if stamps is not None else {},
             )
             if merged_into is not None:
                 self.parent[pid] = merged_into
@@ -216,7 +249,7 @@ class _Batch:
         with connection.cursor() as cursor:
             cursor.execute(
                 """
-                SELECT id, is_identified, properties, first_seen, last_seen, merged_into_id
+                SELECT id, is_identified, properties, first_seen, last_seen, merged_into_id, property_stamps
                 FROM profiles_profile WHERE site_id = %s AND id = ANY(%s::bigint[])
                 ORDER BY id FOR UPDATE
                 """ + (" SKIP LOCKED" if skip_locked else ""),
@@ -282,8 +315,21 @@ class _Batch:
         src, dst = self.profiles[source], self.profiles[target]
         dst.touched = True
         merged = {**src.properties, **dst.properties}  # what the target has wins
-        if merged != dst.properties:
+        # Each key keeps the stamp of the write whose value it kept (a key neither has:
+        # the latest deletion's).
+        stamps = {**src.stamps, **dst.stamps}
+        for key in src.properties.keys() - dst.properties.keys():
+            if key in src.stamps:
+                stamps[key] = src.stamps[key]
+            else:
+                stamps.pop(key, None)
+        for key in dst.properties.keys() - dst.stamps.keys():
+            stamps.pop(key, None)  # written before stamps were kept
+        for key in (src.stamps.keys() & dst.stamps.keys()) - merged.keys():
+            stamps[key] = max(src.stamps[key], dst.stamps[key])
+        if merged != dst.properties or stamps != dst.stamps:
             dst.properties = merged
+            dst.stamps = stamps
             dst.changed = True
         dst.first_seen = _min(dst.first_seen, src.first_seen)
         dst.last_seen = _max(dst.last_seen, src.last_seen)
@@ -409,7 +455,7 @@ class _Batch:
         p.first_seen = _min(p.first_seen, m.occurred_at)
         p.last_seen = _max(p.last_seen, m.occurred_at)
         if m.kind in (Kind.IDENTIFY, Kind.SET) and m.traits:
-            if apply_traits(p.properties, m.traits):
+            if apply_traits(p.properties, m.traits, p.stamps, stamp(m)):
                 p.changed = True
         if m.kind is Kind.GROUP and m.group_id:
             company = self.companies.get(m.group_id)
@@ -434,6 +480,7 @@ class _Batch:
                     {
                         "id": self.reserved.get(p.id),
                         "properties": p.properties,
+                        "stamps": p.stamps or None,
                         "identified": p.identified,
                         "first_seen": p.first_seen,
                         "last_seen": p.last_seen,
@@ -460,6 +507,7 @@ class _Batch:
                     {
                         "id": self.reserved.get(m.source),
                         "properties": self.profiles[m.source].properties,
+                        "stamps": self.profiles[m.source].stamps or None,
                         "identified": self.profiles[m.source].identified,
                         "first_seen": self.profiles[m.source].first_seen,
                         "last_seen": self.profiles[m.source].last_seen,
@@ -611,6 +659,7 @@ class _Batch:
             {
                 "id": p.id,
                 "properties": p.properties if p.changed else None,
+                "stamps": (p.stamps or None) if p.changed else None,
                 "changed": p.changed,
                 "identified": p.identified,
                 "first_seen": p.first_seen,
@@ -623,11 +672,12 @@ class _Batch:
                 """
                 UPDATE profiles_profile p SET
                     properties = CASE WHEN v.changed THEN v.properties ELSE p.properties END,
+                    property_stamps = CASE WHEN v.changed THEN v.stamps ELSE p.property_stamps END,
                     is_identified = p.is_identified OR v.identified,
                     first_seen = LEAST(p.first_seen, v.first_seen),
                     last_seen = GREATEST(p.last_seen, v.last_seen)
                 FROM jsonb_to_recordset(%s::jsonb) AS v(
-                    id bigint, properties jsonb, changed boolean, identified boolean,
+                    id bigint, properties jsonb, stamps jsonb, changed boolean, identified boolean,
                     first_seen timestamptz, last_seen timestamptz)
                 WHERE p.id = v.id
                 """,
@@ -831,20 +881,20 @@ def _json(value: Any) -> str:
 
 def _insert_profiles(site_id: int, rows: list[dict[str, Any]]) -> list[int]:
     """Insert profiles (keys: id or None for the next of the sequence, properties,
-    identified, first_seen, last_seen, optionally merged_into); returns their ids in
+    identified, first_seen, last_seen, optionally stamps and merged_into); returns their ids in
     order. One JSON document, not the ORM's bulk_create: building a model and preparing
     each field of each row was a twentieth of the inbox drain's Python (py-spy)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO profiles_profile
-                (id, site_id, properties, is_identified, first_seen, last_seen, merged_into_id)
-            SELECT coalesce(v.id, nextval(s.seq)), %s, v.properties, v.identified,
+                (id, site_id, properties, property_stamps, is_identified, first_seen, last_seen, merged_into_id)
+            SELECT coalesce(v.id, nextval(s.seq)), %s, v.properties, v.stamps, v.identified,
                    v.first_seen, v.last_seen, v.merged_into
             FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (
-                    id bigint, properties jsonb, identified boolean, first_seen timestamptz,
+                    id bigint, properties jsonb, stamps jsonb, identified boolean, first_seen timestamptz,
                     last_seen timestamptz, merged_into bigint)) WITH ORDINALITY
-                 AS v(id, properties, identified, first_seen, last_seen, merged_into, n),
+                 AS v(id, properties, stamps, identified, first_seen, last_seen, merged_into, n),
                  (SELECT pg_get_serial_sequence('profiles_profile', 'id')::regclass AS seq OFFSET 0) s
             ORDER BY v.n
             RETURNING id

@@ -14,6 +14,11 @@ class Profile(models.Model):
     # written again on each profile update (last_seen changes, so updates are not HOT).
     site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="profiles", db_index=False)
     properties = models.JSONField(default=dict, blank=True)
+    # When each property was last set or deleted: key -> [the call's arrival in
+    # microseconds since the epoch, its place in its request] (profiles.identity). The
+    # inbox's lanes store a person's calls out of arrival order at times; a call older
+    # than the property's last write does not overwrite it. Null: none recorded yet.
+    property_stamps = models.JSONField(null=True, blank=True, editable=False)
     is_identified = models.BooleanField(default=False)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()

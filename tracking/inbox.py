@@ -848,6 +848,7 @@ def _store_rows(ids: list[int], *, strict: bool = False, defer_busy: bool = Fals
         for row_id, actor, messages in batch:
             for m in messages:
                 owner.append((row_id, m.index))
+                m.position = m.index
                 m.index = len(combined)
                 if actor != batch[0][1]:
                     actors[m.index] = actor

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from profiles.models import CompanyMembership, Identity, Profile, ProfileMerge
 from tests.factories import SiteFactory
 from tracking import inbox, jsontext
+from tracking.ingest import segment
 from tracking.models import Event, InboxBatch, Session
 from tracking.tasks import drain_inbox_task
 
@@ -219,6 +220,29 @@ def test_an_identify_merge_is_recorded_in_both_modes_however_the_calls_were_chun
         drain_all()
     assert ProfileMerge.objects.filter(site=immediate_site).count() == 1
     assert ProfileMerge.objects.filter(site=queued_site).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_persons_traits_end_as_their_calls_arrived_whichever_lane_is_stored_first():
+    # u1's first identify is queued in the lane of their userId (nobody is known yet);
+    # their next, from a browser whose anonymous id is new, in that id's lane (a
+    # visitor's calls and their sign-in share one). Stored lane by lane, the second can
+    # be stored first, and the first one's k1 was then written last: k1 = 1 where
+    # immediate mode, storing them as they arrived, ends with 2.
+    requests = [
+        ([{"type": "identify", "userId": "u1", "traits": {"k1": 1, "k2": "x"}, "messageId": "m0"}], []),
+        ([{"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"k1": 2, "k2": None},
+           "messageId": "m1"}], []),
+    ]
+    first, second = (_messages(messages) for messages, _ in requests)
+    assert inbox.lanes(first, 2) != inbox.lanes(second, 2), "the two calls must be queued in two lanes"
+    requests[1][1].append(inbox.lanes(second, 2))  # the second's lane is stored first
+    _compare(requests, chunk=6, merges_too=True)
+
+
+def _messages(wire: list[dict]) -> list:
+    """Validated ``Message`` objects of wire messages (to ask which lane they go to)."""
+    return segment.parse_request(segment.decode_body(json.dumps({"batch": wire}).encode()), endpoint="batch", client_ip=None).messages
 
 
 def _compare(requests, chunk, *, merges_too: bool) -> None:

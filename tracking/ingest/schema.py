@@ -151,6 +151,8 @@ class Message:
     # Queued messages of a person not known yet: the profile id the answer promised,
     # taken from the profiles' sequence; the profile made for them gets it.
     reserved_profile_id: int | None = None
+    # Its place in its request where ``index`` numbers a drain's chunk of many requests.
+    position: int | None = None
 
     def event_properties(self) -> dict[str, Any]:
         """What the stored event carries: identify and set calls keep their traits, so

@@ -610,3 +610,14 @@ def test_an_id_is_known_since_the_call_that_named_it_arrived(site):
     since = dict(Identity.objects.filter(site=site).values_list("key", "created_at"))
     assert since["a-1"] == arrived
     assert timezone.now() - since["u-1"] < timedelta(minutes=1)
+
+
+def test_a_call_that_arrived_before_the_last_write_of_a_property_does_not_overwrite_it(site):
+    # The inbox can store a person's calls out of arrival order (two lanes): each
+    # property ends as the latest call to arrive left it, a deletion included.
+    now = timezone.now()
+    ingest(site, identify("u-1", traits={"plan": "pro", "coupon": None}), received_at=now)
+    ingest(site, identify("u-1", traits={"plan": "free", "coupon": "X", "color": "red"}), received_at=now - timedelta(hours=1))
+    assert profile_of(site, "u-1").properties == {"plan": "pro", "color": "red"}
+    ingest(site, identify("u-1", traits={"plan": "team"}), received_at=now + timedelta(seconds=1))
+    assert profile_of(site, "u-1").properties == {"plan": "team", "color": "red"}

@@ -313,7 +313,11 @@ def _store(
         result.accepted = sorted([*result.accepted, *more.accepted])
         result.errors = sorted([*result.errors, *more.errors], key=error_order)
         result.deferred = [*result.deferred, *more.deferred]
-        result.profile_ids = {**result.profile_ids, **more.profile_ids}
+        # Each copy is answered for as its own turn went: a copy refused again (or left
+        # for later) names no profile, not the one its ids name now, as a retry would.
+        result.profile_ids = {
+            **{i: pid for i, pid in result.profile_ids.items() if i not in handled}, **more.profile_ids
+        }
         result.event_ids = [*result.event_ids, *more.event_ids]
     return result
 

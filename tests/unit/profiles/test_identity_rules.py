@@ -215,6 +215,21 @@ def test_a_refused_call_retried_signed_in_the_same_batch_is_stored_once(site):
     assert Event.objects.filter(site=site, message_id="dup").count() == 1
 
 
+def test_a_refused_call_repeated_in_the_same_batch_names_no_profile_in_the_answer(site):
+    # The repeat was answered as a retry, with the profile its ids name now (u-y's),
+    # though nothing of it was stored and its first copy named none.
+    ingest(site, identify("u-x"), identify("u-y"))
+    result = ingest(
+        site,
+        track("Viewed", anon="a-1", message_id="t"),
+        alias("u-x", "u-y", message_id="dup"),
+        alias("u-x", "u-y", message_id="dup"),
+    )
+    assert sorted(e.index for e in result.errors) == [1, 2]
+    assert (result.accepted, result.duplicates) == ([0], [])
+    assert result.profile_ids == {0: profile_of(site, "a-1", Identity.Kind.ANONYMOUS).pk}
+
+
 @pytest.mark.parametrize("how", ["secret key", "signature"])
 def test_it_aliases_two_identified_people_with_the_secret_key_or_a_signature(site, how):
     ingest(

@@ -113,3 +113,31 @@ def merge(source: Profile, target: Profile, *, repointed: bool = True) -> None:
         actor="test",
         repointed_at=timezone.now() if repointed else None,
     )
+
+
+def shopper(site: Site, *, views: int, since: timedelta, step: timedelta) -> Profile:
+    """Ann, the people pages' regular: identified by three ids, in a company, on a visit
+    that ended in an order 3 minutes ago, with ``views`` product views from ``since`` ago,
+    ``step`` apart, before it."""
+    now = timezone.now()
+    ann = person(
+        site,
+        "user:ann-42",
+        "email:ann@example.com",
+        "anonymous:a-7Hq2kLm9",
+        properties={"name": "Ann Lee", "email": "ann@example.com", "plan": "pro", "city": "Berlin", "orders": 3},
+        first_seen=now - timedelta(days=40),
+        last_seen=now - timedelta(minutes=3),
+    )
+    company(ann, "acme", name="Acme Inc", industry="retail")
+    visit = session(ann, started_at=now - timedelta(hours=2), events=12, landing_page="https://shoes.example/sale")
+    events(ann, views, start=now - since, step=step, type="product-view")
+    event(
+        ann,
+        "order-completed",
+        at=now - timedelta(minutes=3),
+        session=visit,
+        properties={"total": 129.9, "currency": "EUR", "products": 2},
+        context={"page": {"url": "https://shoes.example/checkout/done"}},
+    )
+    return ann

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD, login
 from tests.factories import MembershipFactory, SiteFactory, UserFactory
-from tests.people import company, event, events, person, session
+from tests.people import event, person, shopper
 from tracking.models import InboxBatch, Membership, Site
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -84,26 +84,7 @@ def shop(db):
 @pytest.fixture
 def ann(shop):
     now = timezone.now()
-    ann = person(
-        shop,
-        "user:ann-42",
-        "email:ann@example.com",
-        "anonymous:a-7Hq2kLm9",
-        properties={"name": "Ann Lee", "email": "ann@example.com", "plan": "pro", "city": "Berlin"},
-        first_seen=now - timedelta(days=40),
-        last_seen=now - timedelta(minutes=3),
-    )
-    company(ann, "acme", name="Acme Inc", industry="retail")
-    visit = session(ann, started_at=now - timedelta(hours=2), events=12, landing_page="https://shoes.example/sale")
-    events(ann, 60, start=now - timedelta(hours=20), step=timedelta(minutes=15), type="product-view")
-    event(
-        ann,
-        "order-completed",
-        at=now - timedelta(minutes=3),
-        session=visit,
-        properties={"total": 129.9, "currency": "EUR"},
-        context={"page": {"url": "https://shoes.example/checkout/done"}},
-    )
+    ann = shopper(shop, views=60, since=timedelta(hours=20), step=timedelta(minutes=15))
     for i in range(54):
         person(shop, *([f"user:u{i:03}"] if i % 3 == 0 else []), f"anonymous:a-{i:03}x",
                properties={"email": f"user{i:03}@example.com"} if i % 3 == 0 else {},

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD, login
 from tests.factories import MembershipFactory, SiteFactory, UserFactory
-from tests.people import company, event, events, person, session
+from tests.people import company, event, person, session, shopper
 from tracking.models import Membership
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -37,28 +37,7 @@ def shop(db):
 
 @pytest.fixture
 def ann(shop):
-    now = timezone.now()
-    ann = person(
-        shop,
-        "user:ann-42",
-        "email:ann@example.com",
-        "anonymous:a-7Hq2kLm9",
-        properties={"name": "Ann Lee", "email": "ann@example.com", "plan": "pro", "city": "Berlin", "orders": 3},
-        first_seen=now - timedelta(days=40),
-        last_seen=now - timedelta(minutes=3),
-    )
-    company(ann, "acme", name="Acme Inc", industry="retail")
-    visit = session(ann, started_at=now - timedelta(hours=2), events=12, landing_page="https://shoes.example/sale")
-    events(ann, 70, start=now - timedelta(days=30), step=timedelta(hours=9), type="product-view")
-    event(
-        ann,
-        "order-completed",
-        at=now - timedelta(minutes=3),
-        session=visit,
-        properties={"total": 129.9, "currency": "EUR", "products": 2},
-        context={"page": {"url": "https://shoes.example/checkout/done"}},
-    )
-    return ann
+    return shopper(shop, views=70, since=timedelta(days=30), step=timedelta(hours=9))
 
 
 @pytest.fixture

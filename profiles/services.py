@@ -5,6 +5,7 @@ Identity resolution and merging live in ``profiles.identity``.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.db import connection, transaction
@@ -19,7 +20,11 @@ from tracking.signals import profiles_forgotten
 
 
 def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
+    """As DRF writes times in the rest of the API: UTC, with ``Z`` for ``+00:00``."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def event_as_dict(event: Event) -> dict[str, Any]:

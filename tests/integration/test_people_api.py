@@ -182,6 +182,18 @@ def test_it_exports_a_person(key_client, bob):
     assert {(i["kind"], i["key"]) for i in body["identities"]} == {("user", "bob"), ("anonymous", "a-bob")}
 
 
+def test_an_export_writes_times_as_the_rest_of_the_api_does(key_client, bob):
+    """One format across the API: DRF's, UTC with a ``Z`` (the export wrote ``+00:00``)."""
+    detail = key_client.get(f"/api/v1/people/{bob.pk}").json()
+    body = key_client.get(f"/api/v1/people/{bob.pk}/export").json()
+    assert body["first_seen"] == detail["first_seen"] and body["last_seen"] == detail["last_seen"]
+    times = [body["exported_at"], body["first_seen"], body["last_seen"]]
+    times += [e[k] for e in body["events"] for k in ("occurred_at", "received_at")]
+    times += [s[k] for s in body["sessions"] for k in ("started_at", "last_event_at")]
+    times += [i["created_at"] for i in body["identities"]]
+    assert times and all(t.endswith("Z") and "+" not in t for t in times), times
+
+
 def test_it_deletes_a_person(key_client, site, bob, stranger):
     event(stranger, "elsewhere")
     response = key_client.delete(f"/api/v1/people/{bob.pk}")

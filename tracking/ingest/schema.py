@@ -221,8 +221,24 @@ def is_junk_id(value: str) -> bool:
     return value.strip().lower() in JUNK_IDS
 
 
+_LONGEST_JUNK = max(map(len, JUNK_IDS))
+
+
 def clean_id(value: Any, field_name: str, *, required: bool = False) -> str | None:
     """An id as a trimmed string; numbers are accepted (Segment allows them)."""
+    if (
+        type(value) is str
+        and value.isascii()
+        and value[:1] > " "  # not empty, nothing for strip() to take (ASCII spaces are ≤ " ")
+        and value[-1] > " "
+        and len(value) <= MAX_ID_LENGTH
+        and "\x00" not in value
+        and (len(value) > _LONGEST_JUNK or value.lower() not in JUNK_IDS)
+    ):
+        # Already clean, as nearly every id is (and as every id is the second time:
+        # the parsers clean ids and ``validate`` checks them again): 4.8 calls a
+        # message, a tenth of the web's Python for a batch (cProfile on bench batches).
+        return value
     if value is None:
         if required:
             raise MessageError(field_name, "is required")

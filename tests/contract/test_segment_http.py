@@ -14,6 +14,7 @@ import pytest
 from django.test import Client
 
 from profiles.models import Identity, Profile
+from tests.wire_times import EXTRA_FORMS, STILL_INVALID
 from tracking import keys, services
 from tracking.ingest import segment
 from tracking.models import Event
@@ -229,6 +230,23 @@ def test_it_corrects_the_client_clock_with_sent_at(client, site, key):
     send(client, "/v1/track", payload, key=key)
     [event] = events(site)
     assert (event.received_at - event.occurred_at).total_seconds() == pytest.approx(5, abs=1)
+
+
+@pytest.mark.parametrize(("sent", "read"), EXTRA_FORMS)
+def test_it_stores_the_times_rfc_3339_allows_that_fromisoformat_refuses(client, site, key, sent, read):
+    response = send(client, "/v1/track", track(timestamp=sent), key=key)
+    assert response.status_code == 200, response.content
+    [event] = events(site)
+    assert event.occurred_at == read
+
+
+@pytest.mark.parametrize("field", ["timestamp", "sentAt"])
+@pytest.mark.parametrize("sent", STILL_INVALID)
+def test_it_answers_400_naming_the_field_to_an_impossible_time(client, site, key, sent, field):
+    response = send(client, "/v1/track", track(**{field: sent}), key=key)
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert not Event.objects.filter(site=site).exists()
 
 
 def test_it_keeps_a_client_given_ip_and_ignores_forwarded_for_by_default(client, site, key):

@@ -8,8 +8,9 @@ here touches the database.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tracking import jsontext
@@ -270,6 +271,47 @@ def storable_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# A date, "T", then an extended-format clock whose hour may be 24 and second 60; what
+# follows the clock must be an offset (fromisoformat checks it).
+_CLOCK = re.compile(
+    r"(\d{4}-\d\d-\d\d[Tt ])(\d\d):(\d\d)(?::(\d\d)([.,]\d+)?)?((?:Z|[+-].*)?)",
+    re.ASCII | re.DOTALL,
+)
+_DAY_SECONDS = 24 * 3600
+
+
+def isoformat_fallback(text: str) -> datetime:
+    """What ``datetime.fromisoformat`` (3.11) refuses but RFC 3339 and ISO 8601 allow:
+    a lower-case ``z``, ``24:00`` (midnight at the end of the day: 00:00 of the next) and a
+    leap second ``23:59:60`` (UTC; read as 23:59:59.999999 of that minute, so the order
+    of times is kept). Callers try ``datetime.fromisoformat`` first and call this only
+    when it raised, so the common case costs nothing more. Raises ``ValueError`` when
+    the text is none of these either (``24:01``, ``23:60``, ``23:59:61``, ``12:00:60Z``)."""
+    if text[-1:] == "z" and "0" <= text[-2:-1] <= "9":  # after a time's last digit only
+        text = text[:-1] + "Z"
+    clock = _CLOCK.fullmatch(text)
+    if clock is None:
+        return datetime.fromisoformat(text)
+    date, hour, minute, second, fraction, offset = clock.groups()
+    if hour == "24":
+        if minute != "00" or second not in (None, "00") or (fraction and fraction[1:].strip("0")):
+            raise ValueError(f"{text!r}: 24 is an hour only as 24:00, the end of the day")
+        try:
+            return datetime.fromisoformat(f"{date}00:00{offset}") + timedelta(days=1)
+        except OverflowError:
+            raise ValueError(f"{text!r} is past the last representable day") from None
+    if second == "60":
+        moment = datetime.fromisoformat(f"{date}{hour}:{minute}:59.999999{offset}")
+        shift = moment.utcoffset()
+        clock_seconds = int(hour) * 3600 + int(minute) * 60 + 59
+        if shift is None or shift.microseconds == 0:
+            utc = clock_seconds - (shift.days * _DAY_SECONDS + shift.seconds if shift else 0)
+            if utc % _DAY_SECONDS == _DAY_SECONDS - 1:  # 23:59:59 in UTC
+                return moment
+        raise ValueError(f"{text!r}: a leap second comes only after 23:59:59 UTC")
+    return datetime.fromisoformat(text)
 
 
 MAX_PROFILE_ID = 2**63 - 1  # bigint

@@ -20,9 +20,10 @@ Mapping choices:
   tags are kept in the event context under ``options`` and ``tags``. Footprint has no
   ephemeral events: ``saveEvent: false`` is recorded, not obeyed (segments and workflows
   work from stored events);
-- ``time.create`` (or ``time.insert``), when given, is the event's time: ISO 8601, or a
-  Unix time in seconds or milliseconds, as Tracardi's models read it; ``tags`` may be
-  any list, as in Tracardi.
+- ``time.create`` (or ``time.insert``), when given, is the event's time: ISO 8601 / RFC
+  3339 (``schema.isoformat_fallback`` adds ``z``, 24:00 and leap seconds to what
+  ``fromisoformat`` reads), or a Unix time in seconds or milliseconds, as Tracardi's
+  models read it; ``tags`` may be any list, as in Tracardi.
 
 A payload is all or nothing, as in Tracardi: any invalid part refuses the whole request.
 """
@@ -42,6 +43,7 @@ from tracking.ingest.schema import (
     MessageError,
     clean_id,
     clean_profile_id,
+    isoformat_fallback,
 )
 from tracking.ingest.wire import RequestRejected, check_storable
 
@@ -179,10 +181,14 @@ def _event_time(value: Any, where: str) -> datetime | None:
         elif not isinstance(raw, str):
             raise MessageError(f"{where}.{name}", "must be a date-time string or a Unix time")
         else:
+            text = raw.strip()
             try:
-                moment = datetime.fromisoformat(raw.strip())
+                moment = datetime.fromisoformat(text)
             except ValueError:
-                raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
+                try:
+                    moment = isoformat_fallback(text)
+                except ValueError:
+                    raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
         if not 1970 <= moment.year <= 2999:
             raise MessageError(f"{where}.{name}", f"year {moment.year} is out of range")
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.wire_times import EXTRA_FORMS, STILL_INVALID
 from tracking import services
 from tracking.ingest import segment
 from tracking.ingest.schema import FieldError, Kind
@@ -327,6 +328,42 @@ def test_it_parses_iso_8601_dates_as_aware_datetimes(text, expected):
     parsed = segment.parse_datetime(text, "timestamp")
     assert parsed == expected
     assert parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize(("text", "expected"), EXTRA_FORMS)
+def test_it_reads_what_rfc_3339_allows_and_fromisoformat_refuses(text, expected):
+    for name in ("timestamp", "sentAt"):
+        message = one({"type": "track", "userId": "u", "event": "e", name: text})
+        parsed = message.timestamp if name == "timestamp" else message.sent_at
+        assert (parsed, parsed.utcoffset()) == (expected, expected.utcoffset())
+    shared = parse({"sentAt": text, "batch": [{"type": "track", "userId": "u", "event": "e"}]})
+    assert shared.messages[0].sent_at == expected
+
+
+@pytest.mark.parametrize("text", STILL_INVALID)
+def test_an_hour_past_24_00_or_a_second_past_a_leap_second_is_still_refused(text):
+    for name in ("timestamp", "sentAt"):
+        [error] = one({"type": "track", "userId": "u", "event": "e", name: text})
+        assert error["field"] == name
+        assert "is not an ISO 8601 date-time" in error["reason"]
+    error = rejected(lambda: parse({"sentAt": text, "batch": [{"type": "track", "userId": "u", "event": "e"}]}))
+    assert (error.status, error.errors[0].field) == (400, "sentAt")
+
+
+def test_a_leap_second_sorts_between_the_last_second_and_the_next_day():
+    times = [
+        segment.parse_datetime(text, "timestamp")
+        for text in ("2016-12-31T23:59:59.5Z", "2016-12-31T23:59:60Z", "2016-12-31T24:00:00Z", "2017-01-01T00:00:00.1Z")
+    ]
+    assert times == sorted(times) and len(set(times)) == 4
+
+
+@pytest.mark.parametrize(
+    "text", ["2999-12-31T24:00:00Z", "9999-12-31T24:00:00Z", "9999-12-31T23:59:60Z", "1899-12-31T23:59:60Z"]
+)
+def test_the_year_range_applies_to_the_day_24_00_ends_in(text):
+    [error] = one({"type": "track", "userId": "u", "event": "e", "timestamp": text})
+    assert error["field"] == "timestamp"
 
 
 # --- one bad message: its index, field and reason --------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from tests.contract.seed_examples import TRACARDI_FULL as FULL_EXAMPLE
 from tests.contract.seed_examples import TRACARDI_MINIMAL as MINIMAL_EXAMPLE
+from tests.wire_times import EXTRA_FORMS, STILL_INVALID
 from tracking.ingest import tracardi
 from tracking.ingest.schema import Kind
 from tracking.ingest.wire import RequestRejected
@@ -73,6 +74,30 @@ def test_events_inherit_payload_properties_and_options_and_keep_time_and_tags():
     assert first.timestamp == datetime(2023, 1, 1, 10, tzinfo=UTC)
     assert second.context == {"options": {"debugger": True}}
     assert second.timestamp is None
+
+
+@pytest.mark.parametrize(("sent", "read"), EXTRA_FORMS)
+@pytest.mark.parametrize("name", ["create", "insert"])
+def test_it_reads_what_rfc_3339_allows_and_fromisoformat_refuses(sent, read, name):
+    payload = copy.deepcopy(MINIMAL_EXAMPLE)
+    payload["events"][0]["time"] = {name: sent}
+    first = tracardi.parse(payload).messages[0]
+    assert (first.timestamp, first.timestamp.utcoffset()) == (read, read.utcoffset())
+
+
+@pytest.mark.parametrize("sent", STILL_INVALID)
+@pytest.mark.parametrize("name", ["create", "insert"])
+def test_an_hour_past_24_00_or_a_second_past_a_leap_second_is_still_refused(sent, name):
+    payload = copy.deepcopy(MINIMAL_EXAMPLE)
+    payload["events"][1]["time"] = {name: sent}
+    assert "is not a date-time" in refused(payload, f"events[1].time.{name}").errors[0].reason
+
+
+@pytest.mark.parametrize("sent", ["2999-12-31T24:00:00Z", "9999-12-31T24:00:00Z", "1969-12-31T23:59:60Z"])
+def test_the_year_range_applies_to_the_day_24_00_ends_in(sent):
+    payload = copy.deepcopy(MINIMAL_EXAMPLE)
+    payload["events"][0]["time"] = {"create": sent}
+    refused(payload, "events[0].time.create")
 
 
 @pytest.mark.parametrize(

@@ -520,12 +520,11 @@ def parse_datetime(value: Any, name: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise MessageError(name, "must be an ISO 8601 date-time string")
-    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         try:
-            parsed = isoformat_fallback(text)
+            parsed = isoformat_fallback(value.strip())
         except ValueError:
             raise MessageError(name, f"{value[:64]!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:

@@ -181,12 +181,11 @@ def _event_time(value: Any, where: str) -> datetime | None:
         elif not isinstance(raw, str):
             raise MessageError(f"{where}.{name}", "must be a date-time string or a Unix time")
         else:
-            text = raw.strip()
             try:
-                moment = datetime.fromisoformat(text)
+                moment = datetime.fromisoformat(raw.strip())
             except ValueError:
                 try:
-                    moment = isoformat_fallback(text)
+                    moment = isoformat_fallback(raw.strip())
                 except ValueError:
                     raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
         if not 1970 <= moment.year <= 2999:

@@ -599,7 +599,8 @@ def test_deeply_nested_properties_are_stored_or_refused_cleanly(client, fuzz_sit
 
 
 
-# Dates a client may send: any year the adapters take, any offset ISO 8601 allows.
+# Dates a client may send: any year the adapters take, any offset ISO 8601 allows, and
+# what RFC 3339 allows beyond fromisoformat (a lower-case z, 24:00, a leap second).
 odd_offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
     lambda minutes: f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 )
@@ -607,12 +608,15 @@ odd_dates = st.builds(
     lambda moment, offset, shape: {
         "offset": moment.isoformat() + offset,
         "Z": moment.isoformat() + "Z",
+        "z": moment.isoformat() + "z",
         "naive": moment.isoformat(),
         "date": moment.date().isoformat(),
+        "24:00": f"{moment.date().isoformat()}T24:00:00{offset}",
+        "leap": f"{moment.date().isoformat()}T{moment.hour:02d}:59:60{offset}",
     }[shape],
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
     odd_offsets,
-    st.sampled_from(["offset", "Z", "naive", "date"]),
+    st.sampled_from(["offset", "Z", "z", "naive", "date", "24:00", "leap"]),
 )
 
 

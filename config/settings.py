@@ -230,7 +230,40 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="footprint@localhost")
 
+
+def _rate(name: str, value: str) -> str | None:
+    """A rate limit, ``<count>/<second|minute|hour|day>`` or ``off``, refused at boot
+    when it is neither (DRF would read ``5/moon`` as five a minute)."""
+    value = value.strip()
+    if value.lower() == "off":
+        return None
+    count, _, period = value.partition("/")
+    if not (count.isascii() and count.isdigit() and int(count) > 0) or period not in ("second", "minute", "hour", "day"):
+        raise ImproperlyConfigured(f"{name} must be <count>/second, /minute, /hour or /day, or off, not {value!r}")
+    return f"{int(count)}/{period}"
+
+
+# The cache every web process shares: the management API's rate limits are counted in it.
+# The default, files under the data folder, is shared by the processes of one machine;
+# several machines need one server (redis://…), else each counts on its own.
+_cache_url = env.str("CACHE_URL", default="")
+if _cache_url:
+    CACHES = {"default": env.cache_url_config(_cache_url)}  # an unknown scheme is refused
+else:
+    _cache_dir = str(embedded.DATA_DIR / "cache")  # Django makes it 0700, its files 0600
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": _cache_dir}}
+
 REST_FRAMEWORK = {
+    # Management API requests per caller (secret key, user, else client address); export
+    # and delete spend a lower budget of their own besides (tracking.throttling). 429 past it.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "tracking.throttling.CallerRateThrottle",
+        "tracking.throttling.HeavyCallerRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "api": _rate("API_RATE_LIMIT", env.str("API_RATE_LIMIT", default="600/minute")),
+        "api_heavy": _rate("API_HEAVY_RATE_LIMIT", env.str("API_HEAVY_RATE_LIMIT", default="60/minute")),
+    },
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tracking.authentication.SecretKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",

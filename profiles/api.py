@@ -281,6 +281,8 @@ def forget_response(site: Site, profile: Profile) -> Response:
 
 
 class PersonDetailApi(PersonLookupMixin, APIView):
+    heavy_methods = ("DELETE",)  # tracking.throttling: a lower rate limit of their own
+
     @extend_schema(
         operation_id="people_retrieve",
         tags=["people"],
@@ -311,6 +313,8 @@ class PersonDetailApi(PersonLookupMixin, APIView):
 
 
 class PersonExportApi(PersonLookupMixin, APIView):
+    heavy_methods = ("GET",)
+
     @extend_schema(
         operation_id="people_export",
         tags=["people"],
@@ -328,6 +332,8 @@ class PersonExportApi(PersonLookupMixin, APIView):
 
 
 class PersonByIdentityApi(PersonLookupMixin, APIView):
+    heavy_methods = ("DELETE",)
+
     @extend_schema(
         operation_id="people_by_identity",
         tags=["people"],

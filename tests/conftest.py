@@ -47,6 +47,19 @@ def _immediate_ingest(settings):
     settings.INGEST_MODE = "immediate"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings):
+    """Each test its own empty cache in memory (not the files under .data/ that `make run`
+    shares): the management API's rate limits count in it, so no test spends another's
+    budget."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def queued(settings):
     """INGEST_MODE = "queued" (production's): requests are answered from the inbox and

@@ -9,6 +9,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from tracking import keys
 from tracking.models import Site
 from tracking.services import site_for_secret_key
 
@@ -23,17 +24,19 @@ class SecretKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, credentials = header.strip().partition(" ")
         if scheme.lower() != self.keyword.lower():  # schemes are case-insensitive (RFC 7235)
             return None
-        site = site_for_secret_key(credentials.strip())
+        credentials = credentials.strip()
+        site = site_for_secret_key(credentials)
         if site is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked secret key.")
-        return (SiteKeyUser(site), site)
+        return (SiteKeyUser(site, key_lookup=keys.lookup_of(credentials)), site)
 
     def authenticate_header(self, request) -> str:
         return self.keyword
 
 
 class SiteKeyUser:
-    """The principal behind a secret key: no user, exactly one site."""
+    """The principal behind a secret key: no user, exactly one site. ``key_lookup`` (the
+    key's public prefix, not a secret) tells two keys of a site apart, for rate limits."""
 
     is_authenticated = True
     is_active = True
@@ -41,8 +44,9 @@ class SiteKeyUser:
     is_staff = False
     pk = None
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, key_lookup: str | None = None):
         self.site = site
+        self.key_lookup = key_lookup
 
     def __str__(self) -> str:
         return f"secret key of {self.site}"

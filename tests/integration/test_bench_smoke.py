@@ -177,6 +177,10 @@ def test_the_bench_goes_on_where_it_may_not_checkpoint():
 class _FakeServer:
     def __init__(self, **kwargs):
         self.port = 1
+        self.events: list[str] = []
+
+    def stop_worker(self):
+        self.events.append("worker stopped")
 
     def __enter__(self):
         return self
@@ -188,7 +192,9 @@ class _FakeServer:
         pass
 
 
-def _run_http_phases(monkeypatch, *, track_rps: float, stored=None) -> tuple[dict, list[dict]]:
+def _run_http_phases(
+    monkeypatch, *, track_rps: float, stored=None, phases: str = "batch,track,paced"
+) -> tuple[dict, list[dict]]:
     """The bench command's HTTP phases with the server and clients faked: returns what
     it reports and the arguments of each load run."""
     from tracking.benchmarks import http
@@ -197,7 +203,7 @@ def _run_http_phases(monkeypatch, *, track_rps: float, stored=None) -> tuple[dic
     calls: list[dict] = []
 
     def run_load(server, **kwargs):
-        calls.append(kwargs)
+        calls.append({**kwargs, "worker": list(server.events)})
         duration = kwargs["duration"]
         requests = int(track_rps * duration) if kwargs["mode"] != "batch" else 100
         events = requests * (kwargs.get("batch_size") or 1)
@@ -211,11 +217,17 @@ def _run_http_phases(monkeypatch, *, track_rps: float, stored=None) -> tuple[dic
     monkeypatch.setattr(http, "run_load", run_load)
     monkeypatch.setattr(http, "settle_written_tables", lambda: True)
     monkeypatch.setattr(http, "cleanup_run", lambda *args: None)
+    monkeypatch.setattr(
+        http, "store_alone",
+        lambda server: {"queued": 200, "timed_messages": 150, "seconds": 0.01, "messages_per_s": 15_000.0,
+                        "cpu_cores": {"web": 0.0, "drain": 0.6, "postgresql": 1.3, "clients": 0.0, "other": 0.1},
+                        "busy_cores": 2.0, "cpu_us_per_message": {"drain": 40.0, "postgresql": 86.7, "other": 6.7}},
+    )
     counts = stored or (lambda prefix: (0, 0))
     monkeypatch.setattr(http, "stored_events", lambda site_id, prefix, since: counts(prefix))
     site = Site(pk=1, name=BENCH_SITE_NAME)
     options = {
-        "phases": "batch,track,paced", "duration": 10.0, "server": "granian", "workers": 2, "threads": 4,
+        "phases": phases, "duration": 10.0, "server": "granian", "workers": 2, "threads": 4,
         "drains": 2, "seed": 1, "batch_clients": 2, "track_clients": 2, "keep": False, "py_spy": False,
         "results": "/nonexistent",
     }
@@ -270,3 +282,74 @@ def test_the_worker_memory_is_reported_with_the_seconds_of_load_it_covers(monkey
     out, calls = _run_http_phases(monkeypatch, track_rps=1000.0)
     assert len(calls) == 4 and out["worker_rss_max_mb"] == 90.0
     assert out["worker_rss_load_s"] == 40.0  # four phases of 10 s
+
+
+def test_the_store_phase_times_the_two_halves_apart(monkeypatch):
+    """The web tier fills the inbox with the worker stopped (nothing waits for a drain),
+    then the drains alone store it: its own message ids, counted in the database."""
+    from tracking.benchmarks import report
+
+    out, calls = _run_http_phases(
+        monkeypatch, track_rps=1000.0, phases="batch,store", stored=lambda prefix: (10_000, 10_000)
+    )
+    fill = calls[-1]
+    assert fill["label"] == "store" and fill["mode"] == "batch" and fill["drain"] is False
+    assert fill["worker"] == ["worker stopped"]  # stopped before the clients ran
+    assert calls[0]["worker"] == [] and calls[0].get("drain", True)  # the batch phase drains as usual
+    assert out["store_alone"]["messages_per_s"] == 15_000.0
+    assert out["web_alone"]["exactly_once"]["accepted"] == 10_000
+    rows = {row.measure.split(":")[0]: row for row in report.rows({"http": out, "copy_ceiling": {"rows_per_s": 75_000}})}
+    store = rows["the store step alone"]
+    assert store.value == "15,000 messages/s; drain 40 µs, postgresql 87 µs, other 7 µs"
+    assert (store.vs_copy, store.met) == ("0.20×", "**no**")  # 30,000 cannot pass this ceiling
+    assert rows["the web tier alone"].value == "1,000 events/s"
+    assert rows["/v1/batch with no drain running accepted = stored (by messageId)"].met == "yes"
+
+
+def test_the_store_step_is_timed_from_its_first_chunk(monkeypatch):
+    """The worker's start-up is left out: the clock starts when the inbox first shrinks,
+    and only what is stored from then on counts."""
+    from tracking.benchmarks import http
+
+    left = iter([1000, 1000, 1000, 900, 400, 0])
+    monkeypatch.setattr(http, "queued_messages", lambda: next(left))
+    clock = [100.0]
+    monkeypatch.setattr(http.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(http.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+
+    class Meter:
+        def __init__(self, **kwargs):
+            self.roots = kwargs
+
+        def start(self):
+            pass
+
+        def stop(self):
+            return {"web": 0.0, "drain": 0.5, "postgresql": 1.4, "clients": 0.0, "other": 0.05}
+
+    class Worker:
+        pid = 2
+
+        def poll(self):
+            return None
+
+    class Server:
+        process, drains = None, 2
+        started = 0
+
+        def start_worker(self):
+            self.started += 1
+            self.worker = Worker()
+
+    queued = []
+    monkeypatch.setattr(http.cpu, "CpuMeter", Meter)
+    monkeypatch.setattr("tracking.tasks.drain_inbox_task.delay", lambda: queued.append(1))
+    server = Server()
+    result = http.store_alone(server)
+    assert server.started == 1 and len(queued) == 2
+    assert result["queued"] == 1000 and result["timed_messages"] == 900
+    assert result["busy_cores"] == 1.95
+    assert result["seconds"] == 0.5  # two polls of 0.25 s after the first shrink
+    assert result["messages_per_s"] == 1800.0
+    assert result["cpu_us_per_message"]["postgresql"] == round(1.4 * 0.5 / 900 * 1e6, 1)
+    assert "web" not in result["cpu_us_per_message"]  # parts that used nothing are left out

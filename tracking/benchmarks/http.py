@@ -82,7 +82,7 @@ class Server:
         ]
 
     def start(self, *, timeout: float = 60.0) -> None:
-        env = {
+        self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
             "DATABASE_CONN_MAX_AGE": "600",
@@ -100,13 +100,9 @@ class Server:
         self.log_path = log_dir / f"server-{self.kind}.log.tmp"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self.command(), cwd=BASE_DIR, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+                self.command(), cwd=BASE_DIR, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
             )
-        with (log_dir / "worker.log.tmp").open("wb") as log:
-            self.worker = subprocess.Popen(
-                self.worker_command(), cwd=BASE_DIR, env=env, start_new_session=True,
-                stdout=log, stderr=subprocess.STDOUT,
-            )
+        self.start_worker()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -138,16 +134,20 @@ class Server:
         except psutil.NoSuchProcess:
             return []
 
+    def start_worker(self) -> None:
+        """The Celery worker whose drains store what the server queues (appending to its log)."""
+        with (BASE_DIR / "bench" / "results" / "worker.log.tmp").open("ab") as log:
+            self.worker = subprocess.Popen(
+                self.worker_command(), cwd=BASE_DIR, env=self.env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def stop_worker(self) -> None:
+        _terminate(self.worker)
+
     def stop(self) -> None:
         for process in (self.process, self.worker):
-            if process is None or process.poll() is not None:
-                continue
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            _terminate(process)
 
     def wait_drained(self, timeout: float = 600.0) -> float:
         """Wait until the inbox is empty (every accepted request stored); returns the
@@ -172,6 +172,17 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _terminate(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 class RssSampler(threading.Thread):
@@ -326,12 +337,14 @@ def run_load(
     rate: float = 0.0,
     seed: int = 1,
     label: str = "",
+    drain: bool = True,
 ) -> LoadResult:
     """Run ``processes`` client processes for ``duration`` seconds; ``rate`` (requests/s in
     all) paces them open-loop, 0 runs them closed-loop. Message ids start with
     ``<run_id>-<label>-`` (``label`` defaults to ``mode``): each phase of a run needs a
     label of its own, or its messages are duplicates of an earlier phase's, answered but
-    not stored again."""
+    not stored again. With ``drain`` false (no worker running) it returns without
+    waiting for the inbox to be drained."""
     start_at = time.time() + 1.0 + 0.1 * processes  # the clients need a moment to start
     specs = [
         {
@@ -377,7 +390,8 @@ def run_load(
             collected.append({"error": f"client exited with {proc.returncode}: {err.decode()[-500:]}"})
     result = LoadResult(mode=mode, processes=processes, duration=duration, started_at=start_at)
     result.cpu_cores = meter.stop()
-    result.drained_at = server.wait_drained()
+    if drain:
+        result.drained_at = server.wait_drained()
     after = server_counters()
     result.postgres = {key: after[key] - before[key] for key in after}
     result.rss_max_mb = sampler.stop()
@@ -401,6 +415,60 @@ def run_load(
     if result.errors and not elapsed:
         raise RuntimeError(f"every client failed: {result.errors[0]}")
     return result
+
+
+def queued_messages() -> int:
+    """Messages waiting in the inbox (a sum over its rows: a few thousand in a bench)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(message_count), 0) FROM tracking_inboxbatch WHERE failed_at IS NULL")
+        return int(cursor.fetchone()[0])
+
+
+def store_alone(server: Server, *, poll: float = 0.25, timeout: float = 900.0) -> dict:
+    """The store step with nothing else running: start the worker on an inbox the server
+    filled while it was stopped, and time the drains from the first stored chunk (the
+    worker's start-up left out) until the inbox is empty, with the CPU each part used.
+
+    The ceiling of the pipeline's second half: whatever the web tier does, stored events
+    per second cannot pass this on the same machine."""
+    initial = queued_messages()
+    server.start_worker()
+    from tracking.tasks import drain_inbox_task  # Django is set up by now
+
+    for _ in range(server.drains):  # besides the wake-ups the server queued meanwhile
+        drain_inbox_task.delay()
+    deadline = time.monotonic() + timeout
+    meter = cpu.CpuMeter(web_pid=server.process.pid if server.process else None, drain_pid=server.worker.pid)
+    left = initial
+    while left == initial:  # until the first chunk is stored
+        if time.monotonic() > deadline or server.worker.poll() is not None:
+            raise RuntimeError("the drains stored nothing")
+        time.sleep(poll / 5)
+        left = queued_messages()
+    meter.start()
+    began, measured = time.monotonic(), left  # what is stored from here on is timed
+    while left:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the inbox was not drained within {timeout:.0f}s")
+        if server.worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with {server.worker.returncode}")
+        time.sleep(poll)
+        left = queued_messages()
+    seconds = time.monotonic() - began
+    cores = meter.stop()
+    busy = sum(value for part, value in cores.items() if part != "clients")
+    return {
+        "queued": initial,
+        "timed_messages": measured,
+        "seconds": round(seconds, 2),
+        "messages_per_s": round(measured / seconds, 1) if seconds else None,
+        "cpu_cores": cores,
+        "busy_cores": round(busy, 2),
+        # CPU time per stored message, by part: what the store step costs on this machine.
+        "cpu_us_per_message": {
+            part: round(value * seconds / measured * 1e6, 1) for part, value in cores.items() if value
+        } if measured else {},
+    }
 
 
 def new_run_id() -> str:

@@ -24,6 +24,7 @@ PHASE_LABELS = (
     ("track_max", "/v1/track max"),
     ("track_paced", "/v1/track at half the max"),
     ("track_paced_at_target", "/v1/track at half the target"),
+    ("web_alone", "/v1/batch with no drain running"),
 )
 
 
@@ -162,6 +163,7 @@ def rows(results: dict) -> list[Row]:
             out.append(Row(f"{label}: CPU by part while the clients sent (cores)", split))
         if phase.get("postgres") and phase.get("events_accepted"):
             out.append(Row(f"{label}: PostgreSQL WAL per stored event (until stored)", _wal(phase)))
+    out += _halves(http, copy)
     rss = http.get("worker_rss_max_mb")
     if rss:
         target, through = TARGETS["worker_rss_mb"], TARGETS["worker_rss_load_s"]
@@ -178,6 +180,37 @@ def rows(results: dict) -> list[Row]:
                 "",
                 f"< {target} MB through {through} s of load",
                 met,
+            )
+        )
+    return out
+
+
+def _halves(http: dict, copy: float | None) -> list[Row]:
+    """The ``store`` phase: the web tier with no drain running, then the drains alone."""
+    out = []
+    web = http.get("web_alone")
+    if web:
+        cores = ", ".join(f"{part} {value:.2f}" for part, value in (web.get("cpu_cores") or {}).items())
+        out.append(
+            Row(
+                f"the web tier alone: /v1/batch answered with no drain running ({web['processes']} clients); CPU by part (cores)",
+                _n(web["events_per_s"], " events/s") + (f"; {cores}" if cores else ""),
+                _ratio(web["events_per_s"], copy),
+            )
+        )
+    alone = http.get("store_alone")
+    if alone:
+        per = alone["cpu_us_per_message"]
+        split = ", ".join(f"{part} {value:,.0f} µs" for part, value in per.items() if part != "clients")
+        target = TARGETS["batch_events_per_s"]
+        out.append(
+            Row(
+                f"the store step alone: {_n(alone['timed_messages'])} queued messages stored by the drains with "
+                f"nothing else running ({alone['busy_cores']:.2f} cores busy); CPU per message by part",
+                f"{_n(alone['messages_per_s'], ' messages/s')}; {split}",
+                _ratio(alone["messages_per_s"], copy),
+                f"ceiling of /v1/batch ≥ {target:,}",
+                _met((alone["messages_per_s"] or 0) >= target),
             )
         )
     return out

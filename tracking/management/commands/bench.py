@@ -31,7 +31,7 @@ from tracking.benchmarks.client import Traffic
 from tracking.models import Site
 
 BENCH_SITE_NAME = "Bench"
-PHASES = ("batch", "track", "paced")
+PHASES = ("batch", "track", "paced", "store")
 
 
 class Command(BaseCommand):
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         runs.add_argument("--profile", action="store_true", help="pyinstrument the in-process run")
         runs.add_argument("--py-spy", action="store_true", help="py-spy the web workers in the batch and track phases")
         runs.add_argument("--skip-http", action="store_true")
-        runs.add_argument("--phases", default=",".join(PHASES), help="HTTP phases: batch,track,paced")
+        runs.add_argument("--phases", default=",".join(PHASES), help="HTTP phases: batch,track,paced,store")
         runs.add_argument("--duration", type=float, default=30.0, help="seconds per HTTP phase")
         runs.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
         runs.add_argument("--workers", type=int, default=os.cpu_count() or 2)
@@ -254,6 +254,23 @@ class Command(BaseCommand):
                         exactly_once = _stored(site, run_id, label, since, paced)
                         out[key] = {**paced.summary(), "rate_target": round(rate, 1), "exactly_once": exactly_once}
                         rss, load_seconds = max(rss, paced.rss_max_mb), load_seconds + paced.duration
+                if "store" in phases:
+                    # The two halves apart: the web tier filling the inbox with no drain
+                    # running, then the drains alone storing it.
+                    settle()
+                    server.stop_worker()
+                    self.stdout.write(f"/v1/batch of 100 for {duration:.0f} s with no drain running …")
+                    fill = http.run_load(
+                        server, mode="batch", label="store", processes=o["batch_clients"], batch_size=100,
+                        drain=False, **common,
+                    )
+                    connection.close()
+                    self.stdout.write("The drains alone, storing what was queued …")
+                    stored_alone = http.store_alone(server)
+                    exactly_once = _stored(site, run_id, "store", since, fill)
+                    out["web_alone"] = {**fill.summary(), "exactly_once": exactly_once}
+                    out["store_alone"] = stored_alone
+                    rss, load_seconds = max(rss, fill.rss_max_mb), load_seconds + fill.duration
         finally:
             if not o["keep"]:
                 self.stdout.write("Removing what the HTTP runs stored …")

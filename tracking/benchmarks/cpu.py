@@ -43,15 +43,20 @@ class CpuMeter:
         self.before: dict[int, tuple[float, str]] = {}
         self.children_before = 0.0
         self.started = 0.0
+        self.machine_before = 0.0
 
     def start(self) -> None:
+        self.machine_before = _machine_busy()
         self.before = _cpu_seconds()
         times = os.times()
         self.children_before = times.children_user + times.children_system
         self.started = time.monotonic()
 
     def stop(self) -> dict[str, float]:
-        """Cores used by each part since ``start``."""
+        """Cores used by each part since ``start``. ``unattributed`` is what the machine
+        as a whole spent beyond the parts: processes that ended before ``stop`` (a
+        database connection closed and reopened, say) take their CPU time with them."""
+        machine = _machine_busy() - self.machine_before
         after = _cpu_seconds()
         seconds = time.monotonic() - self.started
         if seconds <= 0:
@@ -68,4 +73,13 @@ class CpuMeter:
             if part is None:
                 part = "postgresql" if name.startswith("postgres") else "other"
             used[part] += spent
+        used["unattributed"] = max(0.0, machine - sum(used.values()))
         return {part: round(value / seconds, 2) for part, value in used.items()}
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent, all cores, anything but idle."""
+    times = psutil.cpu_times()._asdict()
+    # Linux counts guest time inside user time already.
+    idle = {"idle", "iowait", "guest", "guest_nice"}
+    return sum(value for name, value in times.items() if name not in idle)

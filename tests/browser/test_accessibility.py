@@ -253,6 +253,12 @@ def tab_to(page, selector: str, limit: int = 120, key: str = "Tab") -> None:
     raise AssertionError(f"{key} never reaches {selector} (stuck at {focused(page)})")
 
 
+def settled(page) -> None:
+    """Wait until htmx has swapped and settled every request: a key pressed before that
+    lands on content about to be replaced (a person is slower than the test)."""
+    expect(page.locator(".htmx-request, .htmx-swapping, .htmx-settling, .htmx-added")).to_have_count(0)
+
+
 def focus_ring(page) -> str | None:
     """The focused element's outline or box shadow, None when it shows no focus."""
     return page.evaluate("""() => { const s = getComputedStyle(document.activeElement);
@@ -333,22 +339,26 @@ def test_site_switcher_search_sort_and_paging_by_keyboard(page, shop, ann):
     expect(rows).to_have_count(50)
 
     # Sort by a column header's link: the focus stays on it.
+    settled(page)
     tab_to(page, "th a.sort")
     sort = page.locator("th a.sort").first
     page.keyboard.press("Enter")
     expect(sort).to_have_text("First seen ↓")  # the table was swapped (htmx pushes the URL before)
     expect(page).to_have_url(re.compile(r"sort=-first_seen"))
     expect(sort).to_be_focused()
+    settled(page)
     page.keyboard.press("Enter")
     expect(sort).to_have_text("First seen ↑")
     expect(page).to_have_url(re.compile(r"sort=first_seen"))
     expect(sort).to_be_focused()
 
     # Paging: Enter on Next keeps the focus on the pager, not back at the top of the page.
+    settled(page)
     tab_to(page, "a[rel=next]")
     page.keyboard.press("Enter")
     expect(rows).to_have_count(5)
     expect(page.locator("nav.pager :focus")).to_have_count(1)  # not back at the top of the page
+    settled(page)
     tab_to(page, "a[rel=prev]", key="Shift+Tab", limit=3)
     page.keyboard.press("Enter")
     expect(rows).to_have_count(50)

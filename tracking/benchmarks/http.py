@@ -60,6 +60,7 @@ class Server:
     process: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # the processes' environment, set by start()
 
     def command(self) -> list[str]:
         app = "config.wsgi:application"

@@ -282,12 +282,22 @@ _CLOCK = re.compile(
 _DAY_SECONDS = 24 * 3600
 
 
+def iso_datetime(text: str) -> datetime:
+    """An ISO 8601 / RFC 3339 date-time, naive when it has no offset; ``ValueError`` when
+    it is none. ``datetime.fromisoformat`` first (the common case costs nothing more),
+    then ``isoformat_fallback`` for what it refuses. Segment and Tracardi read their times here."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return isoformat_fallback(text)
+
+
 def isoformat_fallback(text: str) -> datetime:
     """What ``datetime.fromisoformat`` (3.11) refuses but RFC 3339 and ISO 8601 allow:
     a lower-case ``z``, ``24:00`` (midnight at the end of the day: 00:00 of the next) and a
     leap second ``23:59:60`` (UTC; read as 23:59:59.999999 of that minute, so the order
-    of times is kept). Callers try ``datetime.fromisoformat`` first and call this only
-    when it raised, so the common case costs nothing more. Raises ``ValueError`` when
+    of times is kept); ``iso_datetime`` calls it only when ``datetime.fromisoformat``
+    raised. Raises ``ValueError`` when
     the text is none of these either (``24:01``, ``23:60``, ``23:59:61``, ``12:00:60Z``)."""
     if text[-1:] == "z" and "0" <= text[-2:-1] <= "9":  # after a time's last digit only
         text = text[:-1] + "Z"

@@ -38,7 +38,7 @@ from tracking.ingest.schema import (
     RequestRejected,
     clean_id,
     error_order,
-    isoformat_fallback,
+    iso_datetime,
     validate,
 )
 
@@ -515,18 +515,15 @@ def _message_id(value: Any) -> str | None:
 
 def parse_datetime(value: Any, name: str) -> datetime | None:
     """An ISO 8601 / RFC 3339 date-time as an aware datetime (no offset means UTC);
-    ``schema.isoformat_fallback`` reads what ``fromisoformat`` refuses (``z``, 24:00, :60)."""
+    ``schema.iso_datetime`` also reads what ``fromisoformat`` refuses (``z``, 24:00, :60)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise MessageError(name, "must be an ISO 8601 date-time string")
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = iso_datetime(value.strip())
     except ValueError:
-        try:
-            parsed = isoformat_fallback(value.strip())
-        except ValueError:
-            raise MessageError(name, f"{value[:64]!r} is not an ISO 8601 date-time") from None
+        raise MessageError(name, f"{value[:64]!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:

@@ -21,7 +21,7 @@ Mapping choices:
   ephemeral events: ``saveEvent: false`` is recorded, not obeyed (segments and workflows
   work from stored events);
 - ``time.create`` (or ``time.insert``), when given, is the event's time: ISO 8601 / RFC
-  3339 (``schema.isoformat_fallback`` adds ``z``, 24:00 and leap seconds to what
+  3339 (``schema.iso_datetime`` adds ``z``, 24:00 and leap seconds to what
   ``fromisoformat`` reads), or a Unix time in seconds or milliseconds, as Tracardi's
   models read it; ``tags`` may be any list, as in Tracardi.
 
@@ -43,7 +43,7 @@ from tracking.ingest.schema import (
     MessageError,
     clean_id,
     clean_profile_id,
-    isoformat_fallback,
+    iso_datetime,
 )
 from tracking.ingest.wire import RequestRejected, check_storable
 
@@ -182,12 +182,9 @@ def _event_time(value: Any, where: str) -> datetime | None:
             raise MessageError(f"{where}.{name}", "must be a date-time string or a Unix time")
         else:
             try:
-                moment = datetime.fromisoformat(raw.strip())
+                moment = iso_datetime(raw.strip())
             except ValueError:
-                try:
-                    moment = isoformat_fallback(raw.strip())
-                except ValueError:
-                    raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
+                raise MessageError(f"{where}.{name}", f"{raw[:40]!r} is not a date-time") from None
         if not 1970 <= moment.year <= 2999:
             raise MessageError(f"{where}.{name}", f"year {moment.year} is out of range")
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -49,6 +49,10 @@ if not SECRET_KEY:
         with os.fdopen(os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as _out:
             _out.write(SECRET_KEY)
 
+# Old keys still accepted for what they signed (sessions, profile id tokens) while a new
+# SECRET_KEY takes over: comma-separated.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")

@@ -4,7 +4,7 @@ a person of another site is a 404 like a person that does not exist."""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, register_converter
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -18,6 +18,7 @@ from profiles import selectors, services
 from profiles.models import Identity, Profile
 from tracking.access import can
 from tracking.api_base import ErrorSerializer, SiteScopedMixin
+from tracking.ingest.profile_tokens import ProfileIdConverter
 from tracking.keyset import Cursor, InvalidCursor
 from tracking.models import Membership, Site
 
@@ -193,7 +194,12 @@ FORGET_RESPONSES = {
     503: OpenApiResponse(ErrorSerializer, description="calls accepted before are still being stored; retry"),
 }
 PERSON_ID = OpenApiParameter(
-    "profile_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="profile id (merged ids resolve)"
+    "profile_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    pattern=ProfileIdConverter.regex,
+    description="profile id, or the token a tracking answer returned for it (`17.oi9RdeFd88iwCVli`);"
+    " merged ids resolve",
 )
 
 
@@ -380,9 +386,11 @@ class PersonByIdentityApi(PersonLookupMixin, APIView):
         return profile
 
 
+register_converter(ProfileIdConverter, "profile")
+
 urlpatterns = [
     path("people", PeopleListApi.as_view(), name="api-people"),
     path("people/by-identity/<path:key>", PersonByIdentityApi.as_view(), name="api-person-by-identity"),
-    path("people/<int:profile_id>", PersonDetailApi.as_view(), name="api-person"),
-    path("people/<int:profile_id>/export", PersonExportApi.as_view(), name="api-person-export"),
+    path("people/<profile:profile_id>", PersonDetailApi.as_view(), name="api-person"),
+    path("people/<profile:profile_id>/export", PersonExportApi.as_view(), name="api-person-export"),
 ]

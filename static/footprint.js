@@ -199,7 +199,7 @@
       if (!anonymousId) newAnonymousId();
       var m = { type: type, messageId: 'fp-' + random(22), timestamp: iso(), anonymousId: anonymousId, sessionId: session(), context: context() };
       if (userId) { m.userId = userId; if (signature) m.signature = signature; }
-      if (profileId) m.profileId = +profileId;
+      if (profileId) m.profileId = profileId;
       extend(m, fields);
       if (bytes(JSON.stringify(m)) > 32000) return log('event too large (32 KB at most): not sent', m);
       var waiting = needConsent && consent != '1';
@@ -485,7 +485,7 @@
     expose('signup', function (id, sig) { identify(id, sig); track('Signed Up'); });
     expose('flush', retrySoon, true);
     expose('anonymousId', function () { return anonymousId; }, true);
-    expose('profileId', function () { return profileId && +profileId; }, true);
+    expose('profileId', function () { return profileId || null; }, true);
     expose('push', function (call) {
       var method = call && api[call[0]];
       if (typeof method == 'function' && call[0] != 'push') method.apply(api, [].slice.call(call, 1));

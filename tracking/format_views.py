@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from tracking import services
 from tracking.http import add_cors_headers, check_origin, client_ip
-from tracking.ingest import raptor, tracardi, tracktor
+from tracking.ingest import profile_tokens, raptor, tracardi, tracktor
 from tracking.ingest.core import IngestResult, ingest_batch
 from tracking.ingest.schema import FieldError, Message, RequestRejected
 from tracking.ingest.wire import parse_query, rename_fields
@@ -126,7 +126,7 @@ def _tracktor(request: HttpRequest, endpoint: str) -> HttpResponse:
         result = _ingest(site, [message], received_at, actor=f"write key {key}", names=tracktor.field_names(message))
     except RequestRejected as exc:
         return _json(request, exc.body(), exc.status, site=site, cache=False)
-    body = {"success": True, "profile_id": result.profile_ids[message.index]}
+    body = {"success": True, "profile_id": profile_tokens.issue(result.profile_ids[message.index])}
     return _json(request, body, 200, site=site, cache=False)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from profiles.models import Identity
 from tests.browser.tracker_site import stored_queue, tracker_ready, wait_for
+from tracking.ingest.profile_tokens import issue
 from tracking.models import Session
 
 pytestmark = [
@@ -49,7 +50,7 @@ def test_events_sent_after_a_reset_do_not_tie_the_new_visitor_to_the_old_person(
     shop.wait_for_types("identify", "Logged Out")
     page.wait_for_timeout(300)
     user = shop.person("user-1")
-    assert page.evaluate("footprint.profileId()") != user.pk
+    assert page.evaluate("footprint.profileId()") != issue(user.pk)
     fresh = page.evaluate("footprint.anonymousId()")
     page.evaluate("footprint.track('Browsed After Logout')")
     after = next(e for e in shop.wait_for_types("Browsed After Logout") if e.type == "Browsed After Logout")

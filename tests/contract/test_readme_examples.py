@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tracking.ingest.profile_tokens import redeem
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
@@ -71,7 +73,7 @@ def test_the_api_examples_work_as_written(live, site, key, secret_key):
     ]
 
     found, person, export, deleted, sites = replies
-    assert found[0] == 200 and [p["id"] for p in json.loads(found[1])["results"]] == [person_id]
+    assert found[0] == 200 and [p["id"] for p in json.loads(found[1])["results"]] == [redeem(person_id)]
     assert person[0] == 200 and json.loads(person[1])["properties"] == {"email": "ann@example.com", "plan": "pro"}
     assert export[0] == 200
     assert {e["type"] for e in json.loads(export[1])["events"]} >= {"Product Viewed", "identify"}

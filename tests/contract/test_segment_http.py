@@ -17,6 +17,7 @@ from profiles.models import Identity, Profile
 from tests.wire_times import EXTRA_FORMS, STILL_INVALID
 from tracking import keys, services
 from tracking.ingest import segment
+from tracking.ingest.profile_tokens import redeem
 from tracking.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +65,7 @@ def test_it_accepts_json_sent_as_json_or_plain_text(client, site, key, content_t
     assert body["success"] is True
     assert body["profile_id"] == body["profile_ids"][0]
     [event] = events(site)
-    assert (event.type, event.profile_id) == ("Clicked", body["profile_id"])
+    assert (event.type, event.profile_id) == ("Clicked", redeem(body["profile_id"]))
 
 
 def test_it_needs_no_csrf_token(site, key):
@@ -300,6 +301,24 @@ def test_it_answers_with_the_profile_id_to_keep(client, site, key):
     first = send(client, "/v1/page", {"anonymousId": "a-5"}, key=key).json()["profile_id"]
     again = send(client, "/v1/track", {"profileId": first, "event": "Back"}, key=key).json()
     assert again["profile_id"] == first
+
+
+@pytest.mark.parametrize("guess", [lambda pk: pk, lambda pk: str(pk), lambda pk: f"{pk}.AAAAAAAAAAAAAAAA"])
+def test_a_guessed_profile_id_does_not_reach_a_strangers_profile(client, site, key, guess):
+    """Profile ids are a sequence. A visitor's number alone, sent with the public write
+    key, must not add events to their profile, nor merge it into the sender."""
+    victim = send(client, "/v1/page", {"anonymousId": "a-victim"}, key=key).json()["profile_id"]
+    victim_pk = redeem(victim)
+
+    sent = [{"type": "track", "profileId": guess(victim_pk), "event": "Planted"},
+            {"type": "identify", "profileId": guess(victim_pk), "userId": "mallory"}]
+    answer = send(client, "/v1/batch", {"batch": sent}, key=key).json()
+
+    assert victim not in answer["profile_ids"]
+    assert not Event.objects.filter(profile_id=victim_pk, type__in=["Planted", "identify"]).exists()
+    stranger = Profile.objects.get(pk=victim_pk)
+    assert stranger.merged_into_id is None and not stranger.is_identified
+    assert Identity.objects.get(site=site, key="a-victim").profile_id == victim_pk
 
 
 # --- errors -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from tests.contract.live import events, stored_counts
 from tests.contract.seed_examples import TRACARDI_FULL as FULL_EXAMPLE
 from tests.contract.seed_examples import TRACARDI_MINIMAL as MINIMAL_EXAMPLE
+from tracking.ingest.profile_tokens import redeem
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +32,7 @@ def test_it_accepts_the_full_example_and_returns_a_new_profile_id(live, key):
     body = reply.json()
     # Tracardi's tracker keeps response.data.profile.id (a string) and mounts response.data.ux.
     profile_id = body["profile"]["id"]
-    assert isinstance(profile_id, str) and profile_id.isdigit()
+    assert isinstance(profile_id, str) and redeem(profile_id) is not None
     assert profile_id != FULL_EXAMPLE["profile"]["id"]  # unknown to us: a new profile
     assert body["session"] == {"id": FULL_EXAMPLE["session"]["id"]}
     assert body["ux"] == []
@@ -72,6 +73,18 @@ def test_it_keeps_the_profile_when_the_client_sends_back_the_returned_id(live, k
     person = live.person(first)
     assert person["event_count"] == 9 + 2  # three requests of three events, two visits
     assert person["session_count"] == 2
+
+
+def test_a_guessed_profile_id_does_not_reach_a_strangers_profile(live, key):
+    """Our ids are a sequence; Tracardi's own are UUIDs. A number alone (no tag) is unknown."""
+    first = live.post_json("/track", payload(FULL_EXAMPLE, key)).json()["profile"]["id"]
+    number = first.partition(".")[0]
+
+    for guess in (number, int(number)):
+        reply = live.post_json("/track", payload(FULL_EXAMPLE, key, profile={"id": guess}, session={"id": str(uuid.uuid4())}))
+        assert reply.status == 200, reply.text
+        assert reply.json()["profile"]["id"] != first
+    assert live.person(first)["event_count"] == 3 + 1
 
 
 def test_it_accepts_the_minimal_example_and_recovers_the_profile_from_the_session(live, key):

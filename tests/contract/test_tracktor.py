@@ -23,6 +23,7 @@ from tests.contract.seed_examples import TRACKTOR_SIGNATURE as DOC_SIGNATURE
 from tests.contract.seed_examples import TRACKTOR_TRACK as TRACK_EXAMPLE
 from tests.contract.seed_examples import TRACKTOR_TRACK_DATA as TRACK_SAMPLE
 from tracking import keys
+from tracking.ingest.profile_tokens import redeem
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ def test_the_set_example_sets_a_persons_property(live, key):
     assert reply.status == 200, reply.text
     assert reply.json()["success"] is True
     person = live.person_by("unicorn")
-    assert person["id"] == reply.json()["profile_id"]
+    assert person["id"] == redeem(reply.json()["profile_id"])
     assert person["is_identified"] is True
     assert person["properties"] == {"billing_plan": "Gold"}
     assert identities(person) == {("user", "unicorn")}
@@ -82,10 +83,10 @@ def test_the_alias_example_merges_the_anonymous_visitor_into_unicorn(live, key):
 
     assert reply.status == 200, reply.text
     unicorn = live.person_by("unicorn")
-    assert unicorn["id"] == reply.json()["profile_id"]
+    assert unicorn["id"] == redeem(reply.json()["profile_id"])
     assert live.person_by("a-x123124123")["id"] == unicorn["id"]
     assert identities(unicorn) == {("user", "unicorn"), ("anonymous", "a-x123124123")}
-    assert anonymous.json()["profile_id"] in unicorn["merged_profile_ids"]
+    assert redeem(anonymous.json()["profile_id"]) in unicorn["merged_profile_ids"]
     assert [e["type"] for e in events(unicorn)] == ["viewed-pricing", "set-properties", "alias"]
     assert unicorn["properties"] == {"billing_plan": "Gold"}
     assert live.people_count() == 1

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from profiles.models import Identity, Profile
 from tests.factories import SiteFactory
 from tracking import inbox
+from tracking.ingest.profile_tokens import redeem
 from tracking.models import Event, InboxBatch
 
 pytestmark = pytest.mark.django_db
@@ -551,7 +552,7 @@ def test_an_email_of_any_real_length_is_stored(client, fuzz_site):
     message = {"type": "identify", "userId": "u-1", "traits": {"email": email}}
     response = segment_post(client, "/v1/identify", encode(message), write_key(fuzz_site))
     assert response.status_code == 200, response.content
-    assert Profile.objects.get(pk=response.json()["profile_id"]).properties["email"] == email
+    assert Profile.objects.get(pk=redeem(response.json()["profile_id"])).properties["email"] == email
 
 
 def test_queued_an_email_past_the_search_index_limit_is_refused_not_set_aside(fuzz_site, queued):

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from profiles.models import Identity, Profile, ProfileMerge
+from tests.answers import with_stored_ids
 from tests.messages import group as group_message
 from tests.messages import identify as identify_message
 from tests.messages import ingest
@@ -35,10 +36,13 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queued")]
 def post(site, path, body, *, key=None, **headers):
     key = key or site.primary_write_key().key
     auth = base64.b64encode(f"{key}:".encode()).decode()
-    return Client().post(
+    response = Client().post(
         path, data=json.dumps(body), content_type="application/json",
         HTTP_AUTHORIZATION=f"Basic {auth}", **headers,
     )
+    answer = with_stored_ids(response.json())
+    response.json = lambda: answer  # these tests compare the answer's profiles with the database's
+    return response
 
 
 def batch(*messages):

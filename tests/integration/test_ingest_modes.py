@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profiles.models import CompanyMembership, Identity, Profile, ProfileMerge
+from tests.answers import with_stored_ids
 from tests.factories import SiteFactory
 from tracking import inbox, jsontext
 from tracking.ingest import segment
@@ -112,7 +113,7 @@ def send(client, key: str, messages: list[dict]) -> dict:
         HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{key}:".encode()).decode(),
     )
     assert response.status_code in (200, 400), response.content
-    return response.json()
+    return with_stored_ids(response.json())
 
 
 ID_FIELDS = [("user", "userId"), ("anonymous", "anonymousId"), ("user", "previousId"), ("anonymous", "previousId")]

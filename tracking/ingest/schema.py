@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tracking import jsontext
+from tracking.ingest import profile_tokens
+from tracking.ingest.profile_tokens import MAX_PROFILE_ID
 
 MAX_ID_LENGTH = 255
 MAX_EVENT_NAME_LENGTH = 255
@@ -324,15 +326,27 @@ def isoformat_fallback(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-MAX_PROFILE_ID = 2**63 - 1  # bigint
+def client_profile_id(value: Any) -> Any:
+    """A profile id as a client sent it, for ``Message.profile_id``: a number becomes its
+    text. Only an int there is trusted (ours, or redeemed from a token by
+    ``clean_profile_id``); a client's number is no proof: it could be guessed."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def clean_profile_id(value: Any) -> int | None:
-    """Our own profile id as a client kept it. Junk is an error; any other id we cannot
-    have issued (not a positive bigint: a Tracardi UUID, say) is simply unknown, which
-    is not an error: the message then gets a new profile (DESIGN "People and identity")."""
+    """Our own profile id as a client kept it: a token we issued (``profile_tokens``).
+    Junk is an error; any other id we did not issue (a bare number, a Tracardi UUID, a
+    wrong tag) is simply unknown, which is not an error: the message then gets a new
+    profile (DESIGN "People and identity"). An int is one already redeemed or given by
+    the server's own code, and is kept."""
     if value is None:
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_PROFILE_ID:
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise MessageError("profileId", "must be a string or a number")
     text = (repr(value) if isinstance(value, float) else str(value)).strip()
@@ -340,9 +354,7 @@ def clean_profile_id(value: Any) -> int | None:
         raise MessageError("profileId", f"{text!r} is not a usable id")
     if len(text) > MAX_ID_LENGTH:
         raise MessageError("profileId", f"is longer than {MAX_ID_LENGTH} characters")
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and 0 < value <= MAX_PROFILE_ID else None
-    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PROFILE_ID else None
+    return profile_tokens.redeem(text)
 
 
 def validate(message: Message) -> None:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tracking import jsontext
+from tracking.ingest import profile_tokens
 from tracking.ingest.schema import (
     FieldError,
     Kind,
@@ -37,6 +38,7 @@ from tracking.ingest.schema import (
     MessageError,
     RequestRejected,
     clean_id,
+    client_profile_id,
     error_order,
     iso_datetime,
     validate,
@@ -393,8 +395,8 @@ def parse_message(
         kind=kind,
         user_id=clean_id(item.get("userId"), "userId"),
         anonymous_id=clean_id(item.get("anonymousId"), "anonymousId"),
-        # validate() cleans it: junk is an error, an id we cannot have issued is unknown.
-        profile_id=item.get("profileId"),
+        # validate() cleans it: junk is an error, an id we did not issue is unknown.
+        profile_id=client_profile_id(item.get("profileId")),
         session_id=session_id,
         context=context,
         timestamp=parse_datetime(item.get("timestamp"), "timestamp"),
@@ -559,11 +561,12 @@ def answer(parsed: ParsedRequest, outcome: IngestOutcome) -> Answer:
     if not outcome.accepted and not outcome.duplicates:
         raise RequestRejected(400, "invalid", _summary(errors, parsed), errors)
     profile_ids = list(dict.fromkeys(outcome.profile_ids[i] for i in sorted(outcome.profile_ids)))
-    body: dict[str, Any] = {"success": True, "profile_ids": profile_ids}
+    body: dict[str, Any] = {"success": True, "profile_ids": [profile_tokens.issue(pid) for pid in profile_ids]}
     if parsed.is_batch:
         body["errors"] = [error.as_dict() for error in errors]
     else:
-        body["profile_id"] = outcome.profile_ids.get(0)
+        pid = outcome.profile_ids.get(0)
+        body["profile_id"] = profile_tokens.issue(pid) if pid is not None else None
     return Answer(status=200, body=body)
 
 

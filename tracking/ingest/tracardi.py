@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracking import jsontext
+from tracking.ingest import profile_tokens
 from tracking.ingest.schema import (
     MAX_EVENT_NAME_LENGTH,
     Kind,
@@ -43,6 +44,7 @@ from tracking.ingest.schema import (
     MessageError,
     clean_id,
     clean_profile_id,
+    client_profile_id,
     iso_datetime,
 )
 from tracking.ingest.wire import RequestRejected, check_storable
@@ -114,7 +116,7 @@ def _parse(payload: Any, request_context: dict[str, Any]) -> TrackerPayload:
     assert session_id is not None
     profile = _object(payload.get("profile"), "profile")
     try:
-        profile_id = clean_profile_id(profile.get("id"))
+        profile_id = clean_profile_id(client_profile_id(profile.get("id")))
     except MessageError as exc:
         raise MessageError("profile.id", exc.reason) from None
     context = {**request_context, **_object(payload.get("context"), "context")}
@@ -220,7 +222,7 @@ def answer(profile_id: int, session_id: str) -> dict[str, Any]:
     """What Tracardi's tracker reads: ``profile.id`` to keep (it saves it and sends it
     back; a string, as Tracardi's are), and ``ux`` (widgets to mount; none here)."""
     return {
-        "profile": {"id": str(profile_id)},
+        "profile": {"id": profile_tokens.issue(profile_id)},
         "session": {"id": session_id},
         "ux": [],
         "response": {},

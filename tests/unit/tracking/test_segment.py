@@ -14,6 +14,7 @@ import pytest
 from tests.wire_times import EXTRA_FORMS, STILL_INVALID
 from tracking import services
 from tracking.ingest import segment
+from tracking.ingest.profile_tokens import issue
 from tracking.ingest.schema import FieldError, Kind
 from tracking.ingest.segment import Body, RequestRejected
 
@@ -267,7 +268,7 @@ def test_it_reads_footprint_extras_from_the_top_level_or_the_context():
             "event": "e",
             "signature": "ab12",
             "sessionId": "s-1",
-            "profileId": "17",
+            "profileId": issue(17),
         }
     )
     assert (top.signature, top.session_id, top.profile_id) == ("ab12", "s-1", 17)
@@ -284,7 +285,7 @@ def test_it_reads_footprint_extras_from_the_top_level_or_the_context():
 
 
 def test_it_accepts_a_message_with_only_a_profile_id():
-    message = one({"type": "track", "profileId": 5, "event": "e"})
+    message = one({"type": "track", "profileId": issue(5), "event": "e"})
     assert (message.profile_id, message.user_id, message.anonymous_id) == (5, None, None)
 
 
@@ -613,7 +614,7 @@ def test_it_answers_a_batch_with_distinct_profile_ids_and_every_error_in_order()
     assert answer.status == 200
     assert answer.body == {
         "success": True,
-        "profile_ids": [9, 4],
+        "profile_ids": [issue(9), issue(4)],
         "errors": [
             {"index": 2, "field": "userId", "reason": "refused"},
             {"index": 3, "field": "type", "reason": parsed.errors[0].reason},
@@ -624,7 +625,7 @@ def test_it_answers_a_batch_with_distinct_profile_ids_and_every_error_in_order()
 def test_it_answers_a_single_call_with_its_profile_id():
     parsed = parse({"userId": "u", "event": "e"}, "track")
     answer = segment.answer(parsed, Outcome(accepted=[0], profile_ids={0: 7}))
-    assert answer.body == {"success": True, "profile_ids": [7], "profile_id": 7}
+    assert answer.body == {"success": True, "profile_ids": [issue(7)], "profile_id": issue(7)}
 
 
 def test_it_counts_a_duplicate_as_success():

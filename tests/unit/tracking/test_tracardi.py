@@ -12,6 +12,7 @@ from tests.contract.seed_examples import TRACARDI_FULL as FULL_EXAMPLE
 from tests.contract.seed_examples import TRACARDI_MINIMAL as MINIMAL_EXAMPLE
 from tests.wire_times import EXTRA_FORMS, STILL_INVALID
 from tracking.ingest import tracardi
+from tracking.ingest.profile_tokens import issue
 from tracking.ingest.schema import Kind
 from tracking.ingest.wire import RequestRejected
 
@@ -53,7 +54,10 @@ def test_the_minimal_example_needs_no_profile_context_or_options():
     assert parsed.messages[1].properties == {"marketing": False, "general": True}
 
 
-@pytest.mark.parametrize(("sent", "kept"), [(123, 123), ("123", 123), (" 42 ", 42), ("bf0c-uuid", None), (None, None)])
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [(issue(123), 123), (f" {issue(42)} ", 42), (123, None), ("123", None), ("bf0c-uuid", None), (None, None)],
+)
 def test_it_reads_our_profile_id_as_the_client_kept_it(sent, kept):
     payload = {**MINIMAL_EXAMPLE, "profile": {"id": sent}}
     parsed = tracardi.parse(payload)
@@ -188,4 +192,4 @@ def test_unauthorized_says_unauthorized_access_and_names_source_id():
 
 
 def test_the_answer_carries_what_tracardis_tracker_reads():
-    assert tracardi.answer(17, "s-1") == {"profile": {"id": "17"}, "session": {"id": "s-1"}, "ux": [], "response": {}}
+    assert tracardi.answer(17, "s-1") == {"profile": {"id": issue(17)}, "session": {"id": "s-1"}, "ux": [], "response": {}}

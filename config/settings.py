@@ -259,7 +259,8 @@ else:
 
 REST_FRAMEWORK = {
     # Management API requests per caller (secret key, user, else client address); export
-    # and delete spend a lower budget of their own besides (tracking.throttling). 429 past it.
+    # and delete spend a lower budget of their own besides; wrong secret keys one per
+    # client address, checked before a key is tried (tracking.throttling). 429 past it.
     "DEFAULT_THROTTLE_CLASSES": [
         "tracking.throttling.CallerRateThrottle",
         "tracking.throttling.HeavyCallerRateThrottle",
@@ -267,6 +268,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "api": _rate("API_RATE_LIMIT", env.str("API_RATE_LIMIT", default="600/minute")),
         "api_heavy": _rate("API_HEAVY_RATE_LIMIT", env.str("API_HEAVY_RATE_LIMIT", default="60/minute")),
+        "api_auth_failure": _rate(
+            "API_AUTH_FAILURE_RATE_LIMIT", env.str("API_AUTH_FAILURE_RATE_LIMIT", default="30/minute")
+        ),
     },
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tracking.authentication.SecretKeyAuthentication",

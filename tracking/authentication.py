@@ -12,10 +12,14 @@ from rest_framework import authentication, exceptions
 from tracking import keys
 from tracking.models import Site
 from tracking.services import site_for_secret_key
+from tracking.throttling import AuthFailureRateThrottle
 
 
 class SecretKeyAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer sk_…``: authenticates as the key's site (request.auth)."""
+    """``Authorization: Bearer sk_…``: authenticates as the key's site (request.auth).
+
+    An address past its budget of wrong keys (``API_AUTH_FAILURE_RATE_LIMIT``) gets 429
+    before its key is looked up, so keys cannot be guessed at the API's speed."""
 
     keyword = "Bearer"
 
@@ -24,9 +28,14 @@ class SecretKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, credentials = header.strip().partition(" ")
         if scheme.lower() != self.keyword.lower():  # schemes are case-insensitive (RFC 7235)
             return None
+        failures = AuthFailureRateThrottle()
+        wait = failures.wait_for(request)
+        if wait is not None:
+            raise exceptions.Throttled(wait)
         credentials = credentials.strip()
         site = site_for_secret_key(credentials)
         if site is None:
+            failures.count_failure(request)
             raise exceptions.AuthenticationFailed("Invalid or revoked secret key.")
         return (SiteKeyUser(site, key_lookup=keys.lookup_of(credentials)), site)
 

@@ -1,8 +1,13 @@
 """Rate limits of the management API: a budget per caller (secret key, user, address),
-a lower one of their own for export and delete, 429 in the API's error shape with
-Retry-After, and none of it on the tracking endpoints."""
+a lower one of their own for export and delete, a budget of wrong keys per address, 429
+in the API's error shape with Retry-After, none of it on the tracking
+endpoints, and requests let through when the cache counting them fails."""
+
+import logging
+from unittest import mock
 
 import pytest
+from django.core.cache.backends.base import BaseCache
 from rest_framework.test import APIClient
 
 from tests.factories import MembershipFactory
@@ -17,10 +22,10 @@ pytestmark = pytest.mark.django_db
 def rates(settings):
     """Small budgets, so a test spends one in a few calls."""
 
-    def set_rates(api: str = "3/minute", heavy: str = "2/minute") -> None:
+    def set_rates(api: str = "3/minute", heavy: str = "2/minute", auth: str | None = "3/minute") -> None:
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
-            "DEFAULT_THROTTLE_RATES": {"api": api, "api_heavy": heavy},
+            "DEFAULT_THROTTLE_RATES": {"api": api, "api_heavy": heavy, "api_auth_failure": auth},
         }
 
     set_rates()
@@ -142,3 +147,125 @@ def test_the_tracking_endpoints_are_not_limited_by_it(rates, site):
         assert client.get(f"/v1/tracker-config/{key}").status_code == 200
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/schema/").status_code == 429
+
+
+def test_wrong_keys_from_one_address_get_429_after_the_limit_and_then_no_key_is_tried(rates, secret_key):
+    rates(api="100/minute", auth="3/minute")
+    guesser = APIClient(REMOTE_ADDR="203.0.113.7")
+    for n in range(3):
+        guesser.credentials(HTTP_AUTHORIZATION=f"Bearer sk_guess{n}")
+        assert guesser.get("/api/v1/people").status_code == 401
+    guesser.credentials(HTTP_AUTHORIZATION="Bearer sk_guess3")
+    refused = guesser.get("/api/v1/people")
+    assert refused.status_code == 429
+    assert refused.json() == {"code": "throttled", "message": refused.json()["message"]}
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    # Past the limit the address is refused before any key is looked up, the right one too
+    # (as a log-in lock-out refuses the right password).
+    with mock.patch("tracking.authentication.site_for_secret_key") as lookup:
+        assert key_client(secret_key, REMOTE_ADDR="203.0.113.7").get("/api/v1/people").status_code == 429
+        assert guesser.get("/api/schema/").status_code == 429
+    lookup.assert_not_called()
+    # Another address is not refused: its wrong key is a 401, its right key answers.
+    other = APIClient(REMOTE_ADDR="203.0.113.8")
+    other.credentials(HTTP_AUTHORIZATION="Bearer sk_guess4")
+    assert other.get("/api/v1/people").status_code == 401
+    assert key_client(secret_key, REMOTE_ADDR="203.0.113.8").get("/api/v1/people").status_code == 200
+
+
+def test_only_failed_authentications_count_against_the_address(rates, secret_key):
+    rates(api="100/minute", auth="2/minute")
+    good = key_client(secret_key, REMOTE_ADDR="203.0.113.7")
+    for _ in range(5):
+        assert good.get("/api/v1/people").status_code == 200
+    bad = key_client("sk_nope", REMOTE_ADDR="203.0.113.7")
+    assert [bad.get("/api/v1/people").status_code for _ in range(3)] == [401, 401, 429]
+
+
+def test_the_wrong_key_budget_comes_back_once_the_window_has_passed(rates, secret_key, monkeypatch):
+    from tracking import throttling
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(throttling.CallerRateThrottle, "timer", lambda self: now[0])
+    rates(api="100/minute", auth="2/minute")
+    bad = key_client("sk_nope", REMOTE_ADDR="203.0.113.7")
+    assert [bad.get("/api/v1/people").status_code for _ in range(3)] == [401, 401, 429]
+    now[0] += 61
+    assert key_client(secret_key, REMOTE_ADDR="203.0.113.7").get("/api/v1/people").status_code == 200
+    assert bad.get("/api/v1/people").status_code == 401
+
+
+def test_wrong_keys_are_counted_by_the_forwarded_address_only_behind_trusted_proxies(rates, settings):
+    rates(api="100/minute", auth="2/minute")
+
+    def attempt(remote: str, forwarded: str) -> int:
+        return key_client("sk_nope", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded).get("/api/v1/people").status_code
+
+    # No trusted proxy: a forged X-Forwarded-For does not give a fresh budget.
+    assert [attempt("203.0.113.7", f"198.51.100.{n}") for n in range(3)] == [401, 401, 429]
+    settings.TRUSTED_PROXY_HOPS = 1
+    assert [attempt("10.0.0.1", "198.51.100.1") for _ in range(3)] == [401, 401, 429]
+    assert attempt("10.0.0.1", "198.51.100.2") == 401
+
+
+def test_the_wrong_key_limit_can_be_turned_off(rates):
+    rates(api="100/minute", auth=None)
+    bad = key_client("sk_nope", REMOTE_ADDR="203.0.113.7")
+    assert {bad.get("/api/v1/people").status_code for _ in range(10)} == {401}
+
+
+def test_an_address_past_the_wrong_key_limit_still_tracks(rates, site):
+    rates(api="100/minute", auth="1/minute")
+    key = site.primary_write_key().key
+    client = APIClient(REMOTE_ADDR="203.0.113.5")
+    client.credentials(HTTP_AUTHORIZATION="Bearer sk_nope")
+    assert client.get("/api/v1/people").status_code == 401
+    assert client.get("/api/v1/people").status_code == 429
+    for n in range(3):
+        segment = {"type": "track", "event": "Viewed", "anonymousId": "a-1", "messageId": f"m-{n}", "writeKey": key}
+        assert client.post("/v1/track", segment, format="json").status_code == 200
+        tracardi = {"source": {"id": key}, "session": {"id": "s-1"}, "events": [{"type": "viewed"}]}
+        assert client.post("/track", tracardi, format="json").status_code == 200
+        assert client.get(f"/t/{key}.rsa", {"p1": "visit", "coid": "c-1", "sid": "s-1"}).status_code == 200
+    # A wrong write key on the tracking API is its own 401 and spends nothing here.
+    rates(api="100/minute", auth="2/minute")
+    client.credentials()
+    for _ in range(3):
+        assert client.post("/v1/track", {"type": "track", "event": "x", "anonymousId": "a", "writeKey": "wk_nope"}, format="json").status_code == 401
+
+
+class UnreachableCache(BaseCache):
+    """A cache server that is down (Redis refusing connections): every read and write
+    raises. clear() is left alone for the autouse fixture's teardown."""
+
+    def __init__(self, location, params):
+        super().__init__(params)
+
+    def _down(self, *args, **kwargs):
+        raise ConnectionError("Error 111 connecting to cache.internal:6379. Connection refused.")
+
+    get = set = add = delete = touch = incr = get_many = set_many = delete_many = has_key = _down
+
+    def clear(self):
+        pass
+
+
+@pytest.fixture
+def cache_down(settings):
+    settings.CACHES = {"default": {"BACKEND": f"{__name__}.UnreachableCache"}}
+
+
+def test_when_the_cache_fails_requests_are_let_through_with_a_warning(rates, cache_down, site, secret_key, caplog):
+    rates(api="1/minute", heavy="1/minute", auth="1/minute")
+    people = [person(site, f"user:p{n}") for n in range(2)]
+    client = key_client(secret_key)
+    with caplog.at_level(logging.WARNING, logger="tracking.throttling"):
+        for _ in range(3):
+            assert client.get("/api/v1/people").status_code == 200
+        assert client.get(f"/api/v1/people/{people[0].pk}/export").status_code == 200
+        assert client.delete(f"/api/v1/people/{people[1].pk}").status_code == 204
+        assert [key_client("sk_nope").get("/api/v1/people").status_code for _ in range(3)] == [401] * 3
+        assert APIClient().get("/api/schema/").status_code == 200
+    warnings = [r for r in caplog.records if r.name == "tracking.throttling" and r.levelno == logging.WARNING]
+    assert warnings and all("Connection refused" in r.getMessage() for r in warnings)
+

@@ -12,20 +12,26 @@ from tests.unit.test_settings_secrets import _load_settings
 RATES = "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']"
 
 
-def test_the_rates_default_to_600_a_minute_and_60_for_export_and_delete(tmp_path):
-    assert _load_settings(tmp_path, show=RATES) == "{'api': '600/minute', 'api_heavy': '60/minute'}"
+def test_the_rates_default_to_600_a_minute_60_for_export_and_delete_and_30_wrong_keys(tmp_path):
+    shown = _load_settings(tmp_path, show=RATES)
+    assert shown == "{'api': '600/minute', 'api_heavy': '60/minute', 'api_auth_failure': '30/minute'}"
 
 
 def test_the_rates_are_read_from_the_environment(tmp_path):
-    shown = _load_settings(tmp_path, show=RATES, API_RATE_LIMIT=" 1200/hour", API_HEAVY_RATE_LIMIT="off")
-    assert shown == "{'api': '1200/hour', 'api_heavy': None}"
+    shown = _load_settings(
+        tmp_path, show=RATES, API_RATE_LIMIT=" 1200/hour", API_HEAVY_RATE_LIMIT="off", API_AUTH_FAILURE_RATE_LIMIT="10/hour"
+    )
+    assert shown == "{'api': '1200/hour', 'api_heavy': None, 'api_auth_failure': '10/hour'}"
+    shown = _load_settings(tmp_path, show=RATES, API_AUTH_FAILURE_RATE_LIMIT="OFF")
+    assert shown.endswith("'api_auth_failure': None}")
 
 
+@pytest.mark.parametrize("name", ["API_HEAVY_RATE_LIMIT", "API_AUTH_FAILURE_RATE_LIMIT"])
 @pytest.mark.parametrize("bad", ["600", "600/moon", "600/m", "0/minute", "-5/minute", "many/minute", ""])
-def test_a_rate_that_is_not_one_is_refused_at_boot_naming_the_variable(tmp_path, bad):
+def test_a_rate_that_is_not_one_is_refused_at_boot_naming_the_variable(tmp_path, name, bad):
     with pytest.raises(subprocess.CalledProcessError) as refused:
-        _load_settings(tmp_path, API_HEAVY_RATE_LIMIT=bad)
-    assert "API_HEAVY_RATE_LIMIT must be <count>/second, /minute, /hour or /day, or off" in refused.value.stderr
+        _load_settings(tmp_path, **{name: bad})
+    assert f"{name} must be <count>/second, /minute, /hour or /day, or off" in refused.value.stderr
 
 
 def test_the_cache_is_shared_files_under_the_data_folder_unless_cache_url_names_one(tmp_path):

@@ -10,9 +10,12 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views import defaults
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from tracking.authentication import SecretKeyAuthentication
 from tracking.models import Site
 
 
@@ -22,6 +25,31 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     errors = serializers.DictField(required=False)
+
+
+THROTTLED = OpenApiResponse(
+    ErrorSerializer,
+    description="too many requests: the caller is past `API_RATE_LIMIT` (export and delete: "
+    "`API_HEAVY_RATE_LIMIT`), or its address past `API_AUTH_FAILURE_RATE_LIMIT` wrong secret "
+    "keys; retry after `Retry-After` seconds",
+)
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema, plus the 429 every rate-limited operation may answer
+    (tracking.throttling), documented here once rather than on each view."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        limited = self.view.throttle_classes or SecretKeyAuthentication in self.view.authentication_classes
+        if limited and "429" not in responses:
+            throttled = self._get_response_for_code(THROTTLED, "429", direction=direction)
+            throttled.setdefault("headers", {})["Retry-After"] = {
+                "schema": {"type": "integer"},
+                "description": "seconds to wait before trying again",
+            }
+            responses["429"] = throttled
+        return responses
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -1,6 +1,6 @@
 """Rate limits of the management API: a budget per caller (secret key, user, address),
 a lower one of their own for export and delete, a budget of wrong keys per address, 429
-in the API's error shape with Retry-After, none of it on the tracking
+in the API's error shape with Retry-After (and in the schema), none of it on the tracking
 endpoints, and requests let through when the cache counting them fails."""
 
 import logging
@@ -269,3 +269,13 @@ def test_when_the_cache_fails_requests_are_let_through_with_a_warning(rates, cac
     warnings = [r for r in caplog.records if r.name == "tracking.throttling" and r.levelno == logging.WARNING]
     assert warnings and all("Connection refused" in r.getMessage() for r in warnings)
 
+
+def test_every_management_endpoint_documents_429_with_retry_after_in_the_error_shape(secret_key):
+    paths = key_client(secret_key).get("/api/schema/", {"format": "json"}).json()["paths"]
+    operations = [(path, method, op) for path, ops in paths.items() if path.startswith("/api/") for method, op in ops.items()]
+    assert len(operations) >= 8
+    for path, method, op in operations:
+        throttled = op["responses"].get("429")
+        assert throttled, (method, path)
+        assert throttled["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        assert throttled["headers"]["Retry-After"]["schema"] == {"type": "integer"}, (method, path)

@@ -211,6 +211,11 @@ class _Batch:
             self.companies = {
                 c.key: c for c in companies.order_by("id").select_for_update(skip_locked=skip_locked)
             }
+            for company in self.companies.values():
+                # Null: stored before stamps were kept; when each key was written is
+                # unknown, so any call may write it (as for a profile's).
+                if company.property_stamps is None:
+                    company.property_stamps = {}
             missing = group_keys - set(self.companies)
             if skip_locked and missing:
                 # Held by another transaction (another drain's chunk with a group call of
@@ -460,8 +465,12 @@ class _Batch:
         if m.kind is Kind.GROUP and m.group_id:
             company = self.companies.get(m.group_id)
             if company is None:
-                company = self.companies[m.group_id] = Company(site=self.site, key=m.group_id, properties={})
-            if m.traits and apply_traits(company.properties, m.traits):
+                company = self.companies[m.group_id] = Company(
+                    site=self.site, key=m.group_id, properties={}, property_stamps={}
+                )
+            # Stamped like a person's: the company's people may be in two lanes, whose
+            # group calls are stored out of arrival order at times.
+            if m.traits and apply_traits(company.properties, m.traits, company.property_stamps, stamp(m)):
                 self.company_changes.add(m.group_id)
             if company.pk is None:
                 self.company_changes.add(m.group_id)
@@ -689,17 +698,7 @@ class _Batch:
             return
         to_save = [self.companies[k] for k in sorted(self.company_changes)]
         if to_save:
-            Company.objects.bulk_create(
-                to_save,
-                update_conflicts=True,
-                unique_fields=["site", "key"],
-                update_fields=["properties", "updated_at"],
-            )
-            # bulk_create with update_conflicts returns no ids for rows that existed.
-            missing = [c.key for c in self.companies.values() if c.pk is None]
-            if missing:
-                for key, pk in Company.objects.filter(site=self.site, key__in=missing).values_list("key", "id"):
-                    self.companies[key].pk = pk
+            self._save_companies(to_save)
         CompanyMembership.objects.bulk_create(
             [
                 CompanyMembership(company_id=self.companies[key].pk, profile_id=db_id(pid))
@@ -707,6 +706,42 @@ class _Batch:
             ],
             ignore_conflicts=True,
         )
+
+    def _save_companies(self, companies: list[Company]) -> None:
+        """Update the companies the batch loaded (it holds them locked) and insert the
+        new ones, in one statement. A company that did not exist when the batch was
+        loaded may have been made since by another transaction (a group call of another
+        of its people, in another lane): ConcurrentChange, and the retry loads it and
+        applies the calls by their stamps (an upsert wrote this batch's traits over all
+        of that transaction's)."""
+        rows = [
+            {"id": c.pk, "key": c.key, "properties": c.properties, "stamps": c.property_stamps or None}
+            for c in companies
+        ]
+        new = [c for c in companies if c.pk is None]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH v AS (
+                    SELECT * FROM jsonb_to_recordset(%s::jsonb)
+                        AS v(id bigint, key varchar, properties jsonb, stamps jsonb)
+                ), updated AS (
+                    UPDATE profiles_company c
+                    SET properties = v.properties, property_stamps = v.stamps, updated_at = now()
+                    FROM v WHERE c.id = v.id
+                )
+                INSERT INTO profiles_company (site_id, key, properties, property_stamps, created_at, updated_at)
+                SELECT %s, v.key, v.properties, v.stamps, now(), now() FROM v WHERE v.id IS NULL
+                ON CONFLICT (site_id, key) DO NOTHING
+                RETURNING key, id
+                """,
+                [_json(rows), self.site.pk],
+            )
+            made = dict(cursor.fetchall())
+        if len(made) != len(new):
+            raise ConcurrentChange("a company was created by a concurrent request")
+        for company in new:
+            company.pk = made[company.key]
 
 
 class _Refused(Exception):

@@ -116,6 +116,10 @@ class Company(models.Model):
     site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="companies")
     key = models.CharField(max_length=255, help_text="the site's group id")
     properties = models.JSONField(default=dict, blank=True)
+    # When each property was last set or deleted, as Profile.property_stamps: a company is
+    # shared by its people, whose group calls the inbox's lanes store out of arrival order
+    # at times; a call older than the property's last write does not overwrite it.
+    property_stamps = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     members = models.ManyToManyField(Profile, through="CompanyMembership", related_name="companies")

@@ -10,7 +10,7 @@ by chunks that may hold many requests), drained in random steps between requests
 at the end: chunks of every lane, or (for people known before) one lane ahead of the
 other. Then the two sites must hold the same people in a form that does not depend
 on the ids: which messages are one person's, their properties, whether identified, their
-ids, sessions, companies and merge records; every messageId stored once; and every
+ids, sessions, companies and merge records; the companies' traits; every messageId stored once; and every
 profile id a queued answer named ends on (following merges) a person its messages are on.
 """
 
@@ -30,7 +30,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profiles.models import CompanyMembership, Identity, Profile, ProfileMerge
+from profiles.models import Company, CompanyMembership, Identity, Profile, ProfileMerge
 from tests.answers import with_stored_ids
 from tests.factories import SiteFactory
 from tracking import inbox, jsontext
@@ -136,9 +136,11 @@ def drain_all() -> None:
 NON_VISITS = {"identify", "alias", "group"}
 
 
-def state(site, described: set[str]) -> tuple[dict, list, dict]:
+def state(site, described: set[str]) -> tuple[dict, list, dict, dict]:
     """The site's people keyed by the messageIds stored on them (and their ids), its
-    merge records, and profile id -> that key (for the answers).
+    merge records, profile id -> that key (for the answers), and its companies' traits
+    by key (a company is shared by people of either lane, and its traits too must end
+    as their group calls arrived).
 
     The sessions compare the visit events only (track, page): a call that describes the
     person (``described``: identify, alias, group) joins a visit of theirs within the
@@ -198,7 +200,8 @@ def state(site, described: set[str]) -> tuple[dict, list, dict]:
             "reason", "identities", "target_id"
         )
     )
-    return people, merges, {pid: names[live(pid)] for pid in merged_into}
+    traits = dict(Company.objects.filter(site=site).values_list("key", "properties"))
+    return people, merges, {pid: names[live(pid)] for pid in merged_into}, traits
 
 
 # A modest number in the suite (each example is two sites' worth of requests); more on
@@ -273,6 +276,24 @@ def test_a_persons_traits_end_as_their_calls_arrived_whichever_lane_is_stored_fi
     requests = [
         ([{"type": "identify", "userId": "u1", "traits": {"k1": 1, "k2": "x"}, "messageId": "m0"}], []),
         ([{"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"k1": 2, "k2": None},
+           "messageId": "m1"}], []),
+    ]
+    first, second = (_messages(messages) for messages, _ in requests)
+    assert inbox.lanes(first, 2) != inbox.lanes(second, 2), "the two calls must be queued in two lanes"
+    requests[1][1].append(inbox.lanes(second, 2))  # the second's lane is stored first
+    _compare(requests, chunk=6, merges_too=True)
+
+
+@pytest.mark.django_db
+def test_a_companys_traits_end_as_its_peoples_group_calls_arrived_whichever_lane_is_stored_first():
+    # Two people of one company, each queued in their userId's lane. The company is
+    # shared: stored lane by lane, the second call can be stored first, and the first
+    # one's plan was then written last (and its deleted size came back), where immediate
+    # mode, storing them as they arrived, ends with plan "pro" and no size.
+    requests = [
+        ([{"type": "group", "userId": "u1", "groupId": "g1", "traits": {"plan": "free", "size": 3},
+           "messageId": "m0"}], []),
+        ([{"type": "group", "userId": "u4", "groupId": "g1", "traits": {"plan": "pro", "size": None},
            "messageId": "m1"}], []),
     ]
     first, second = (_messages(messages) for messages, _ in requests)
@@ -366,9 +387,10 @@ def _compare(requests, chunk, *, merges_too: bool) -> None:
         drain_all()
 
     described = {m["messageId"] for messages, _ in requests for m in messages if m["type"] in NON_VISITS}
-    people, merges, _ = state(immediate_site, described)
-    queued_people, queued_merges, name_of = state(queued_site, described)
+    people, merges, _, companies = state(immediate_site, described)
+    queued_people, queued_merges, name_of, queued_companies = state(queued_site, described)
     assert queued_people == people
+    assert queued_companies == companies
     if merges_too:
         assert queued_merges == merges
     person_of = {mid: name for name in queued_people for mid in name[0]}

@@ -636,3 +636,48 @@ def test_a_call_that_arrived_before_the_last_write_of_a_property_does_not_overwr
     assert profile_of(site, "u-1").properties == {"plan": "pro", "color": "red"}
     ingest(site, identify("u-1", traits={"plan": "team"}), received_at=now + timedelta(seconds=1))
     assert profile_of(site, "u-1").properties == {"plan": "team", "color": "red"}
+
+
+def test_a_group_call_that_arrived_before_the_last_write_of_a_company_trait_does_not_overwrite_it(site):
+    # Two people of one company are queued in two lanes, and a company is shared by
+    # them: their group calls can be stored out of arrival order. Each of the company's
+    # traits ends as the latest call to arrive left it, a deletion included.
+    now = timezone.now()
+    ingest(site, group("acme", user="u-1", traits={"plan": "pro", "coupon": None}), received_at=now)
+    ingest(
+        site,
+        group("acme", user="u-2", traits={"plan": "free", "coupon": "X", "size": 40}),
+        received_at=now - timedelta(hours=1),
+    )
+    assert Company.objects.get(site=site, key="acme").properties == {"plan": "pro", "size": 40}
+    ingest(site, group("acme", user="u-3", traits={"plan": "team"}), received_at=now + timedelta(seconds=1))
+    assert Company.objects.get(site=site, key="acme").properties == {"plan": "team", "size": 40}
+
+
+def test_group_calls_of_one_company_in_one_batch_write_in_their_order(site):
+    now = timezone.now()
+    ingest(
+        site,
+        group("acme", user="u-1", traits={"plan": "free", "size": 40}),
+        group("acme", user="u-2", traits={"plan": "pro", "size": None}),
+        received_at=now,
+    )
+    assert Company.objects.get(site=site, key="acme").properties == {"plan": "pro"}
+    # A later call of an earlier request (its place is higher) is still older.
+    ingest(
+        site,
+        group("acme", user="u-3", traits={"noise": 1}),
+        group("acme", user="u-3", traits={"plan": "free", "size": 1}),
+        received_at=now - timedelta(seconds=1),
+    )
+    assert Company.objects.get(site=site, key="acme").properties == {"plan": "pro", "noise": 1}
+
+
+def test_company_traits_written_before_stamps_were_kept_are_overwritten_by_any_call(site):
+    # A company stored with no stamps: when its traits were written is unknown, so any
+    # call writes over them, and from then on its own stamp counts.
+    Company.objects.create(site=site, key="acme", properties={"plan": "old", "size": 3})
+    now = timezone.now()
+    ingest(site, group("acme", user="u-1", traits={"plan": "pro"}), received_at=now - timedelta(days=30))
+    ingest(site, group("acme", user="u-2", traits={"plan": "free"}), received_at=now - timedelta(days=31))
+    assert Company.objects.get(site=site, key="acme").properties == {"plan": "pro", "size": 3}

@@ -872,3 +872,43 @@ def test_a_time_with_a_far_offset_is_stored_in_immediate_mode_too(site, settings
     assert post(site, "/v1/batch", batch(sent)).status_code == 200
 
     assert Event.objects.get(site=site, type="Product Viewed").occurred_at == datetime(2026, 1, 2, 8, tzinfo=UTC)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_company_made_meanwhile_by_another_transaction_keeps_its_traits(site):
+    # Two people of a new company in two lanes: each drain finds no company and makes
+    # it. The second's insert waits for the first to commit; it then wrote its traits
+    # over all of the first's (an upsert). Now it starts again and applies its call to
+    # the company as stored, by the stamps.
+    from profiles.models import Company
+
+    now = timezone.now()
+    made, go = threading.Event(), threading.Event()
+
+    def other_drain():
+        with connections["default"].cursor() as cursor:  # a connection of this thread
+            cursor.execute("BEGIN")
+            cursor.execute(
+                """INSERT INTO profiles_company (site_id, key, properties, property_stamps, created_at, updated_at)
+                   VALUES (%s, 'acme', '{"plan": "pro", "size": 3}', %s, now(), now())""",
+                [site.pk, json.dumps({"plan": [stamp_of(now), 0], "size": [stamp_of(now), 0]})],
+            )
+            made.set()
+            go.wait(20)
+            cursor.execute("COMMIT")
+        connections["default"].close()
+
+    thread = threading.Thread(target=other_drain)
+    thread.start()
+    assert made.wait(10)
+    threading.Timer(0.5, go.set).start()  # commits while this ingest waits on its insert
+    ingest(
+        site, group_message("acme", user="u-2", traits={"plan": "free", "seats": 9}),
+        received_at=now - timedelta(seconds=1),
+    )
+    thread.join()
+    assert Company.objects.get(site=site, key="acme").properties == {"plan": "pro", "size": 3, "seats": 9}
+
+
+def stamp_of(at: datetime) -> int:
+    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

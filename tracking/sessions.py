@@ -50,6 +50,13 @@ class _OpenSession:
     last_event_at: datetime
     event_count: int = 0
     context: dict[str, Any] = field(default_factory=dict)
+    stored_start: datetime | None = None  # started_at as stored before this batch
+
+
+def _stored(row: tuple) -> _OpenSession:
+    """A session read from tracking_session (id, profile, external id, started_at,
+    last_event_at, event_count)."""
+    return _OpenSession(*row, stored_start=row[3])
 
 
 def profiles_of_client_sessions(site: Site, external_ids: set[str]) -> dict[str, int]:
@@ -245,7 +252,7 @@ def _joinable_sessions(
         )
         found: dict[int, dict[int, _OpenSession]] = defaultdict(dict)
         for row in cursor.fetchall():
-            found[row[1]].setdefault(row[0], _OpenSession(*row))
+            found[row[1]].setdefault(row[0], _stored(row))
     return {
         pid: sorted(sessions.values(), key=lambda s: s.last_event_at, reverse=True)
         for pid, sessions in found.items()
@@ -266,7 +273,7 @@ def _client_sessions(site: Site, external_ids: set[str]) -> dict[tuple[int, str]
             """,
             [site.pk, list(external_ids)],
         )
-        return {(row[1], row[2]): _OpenSession(*row) for row in cursor.fetchall()}
+        return {(row[1], row[2]): _stored(row) for row in cursor.fetchall()}
 
 
 def _write_sessions(site: Site, opened: list[_OpenSession], touched: list[_OpenSession]) -> None:
@@ -322,6 +329,42 @@ def _write_sessions(site: Site, opened: list[_OpenSession], touched: list[_OpenS
                     db.int_array(s.event_count for s in touched),
                 ],
             )
+        _move_visits(
+            site, [(s, s.stored_start) for s in touched if s.stored_start is not None and s.started_at < s.stored_start]
+        )
+
+
+def _move_visits(site: Site, moved: list[tuple[_OpenSession, datetime]]) -> None:
+    """Re-time the visited-site of each stored visit a late event moved the start of
+    (session, the start it had) earlier: it stays the visit's first event. One
+    statement, only when a start moved (a session this batch opened starts at its first
+    event already).
+
+    The events table has no session index: the start it had finds the row (by site,
+    type and time, in that month's partition); PostgreSQL moves a row whose new time
+    falls in another month. The profiles are locked (``resolve_batch``): no other batch
+    moved these starts since they were read."""
+    if not moved:
+        return
+    with connection.cursor() as cursor:
+        # The constant bounds prune the partitions when the statement is planned,
+        # whichever way the join is made.
+        cursor.execute(
+            """
+            UPDATE tracking_event e SET occurred_at = v.started_at
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(session_id, was, started_at)
+            WHERE e.site_id = %s AND e.type = 'visited-site' AND e.occurred_at BETWEEN %s AND %s
+              AND e.occurred_at = v.was AND e.session_id = v.session_id
+            """,
+            [
+                db.int_array(s.id for s, _ in moved),
+                db.text_array(was.isoformat() for _, was in moved),
+                db.text_array(s.started_at.isoformat() for s, _ in moved),
+                site.pk,
+                min(was for _, was in moved),
+                max(was for _, was in moved),
+            ],
+        )
 
 
 def _json(value: Any) -> str:

@@ -24,7 +24,7 @@ from tests.messages import (
     track,
 )
 from tracking.models import Event
-from tracking.partitions import DEFAULT, ensure_event_partitions, partition_name
+from tracking.partitions import DEFAULT, ensure_event_partitions, month_start, partition_name
 
 # -- query counts --------------------------------------------------------------------------------------
 
@@ -115,6 +115,28 @@ def test_it_uses_no_more_queries_for_500_mixed_calls_than_for_one_of_each(people
     q_each = _queries(site, [_mix(i) for i in range(580, 600)])
     q500 = _queries(site, [_mix(i) for i in range(0, 500)])
     _assert_no_more(q500, q_each)
+
+
+def _updates_of_events(queries: list[str]) -> list[str]:
+    return [q for q in queries if q.startswith("UPDATE tracking_event ") or "UPDATE tracking_event e" in q]
+
+
+@pytest.mark.django_db
+def test_late_events_move_every_visits_visited_site_in_one_statement_and_only_then(people):
+    """Each late event (an offline queue) moves the start of its person's open visit, so
+    its visited-site: one UPDATE for the batch, whatever the number of visits; a batch
+    that moves no visit's start issues none."""
+    site = people
+    early = timezone.now() - timedelta(minutes=5)
+    q_on_time = _queries(site, [track("Scroll", user=f"u{i}", anon=f"ua{i}") for i in range(1, 501)])
+    assert _updates_of_events(q_on_time) == []
+    q1 = _queries(site, [track("Offline", user="u0", anon="ua0", timestamp=early)])
+    q500 = _queries(site, [track("Offline", user=f"u{i}", anon=f"ua{i}", timestamp=early) for i in range(1, 501)])
+    assert len(_updates_of_events(q1)) == len(_updates_of_events(q500)) == 1, "\n".join(q500)
+    _assert_no_more(q500, q1)
+    assert len(q1) == len(_queries(site, [track("Offline", user="u0", anon="ua0", timestamp=early)])) + 1
+    moved = Event.objects.filter(site=site, type="visited-site", profile__identities__key__in=["u0", "u1", "u500"])
+    assert {e.occurred_at for e in moved} == {early}
 
 
 # -- dedupe ---------------------------------------------------------------------------------------
@@ -239,6 +261,27 @@ def test_it_puts_events_in_their_months_partition(site):
 
 
 @pytest.mark.django_db
+def test_a_late_event_moves_a_visits_visited_site_into_the_previous_months_partition(site):
+    """A visit that started just after midnight on the 1st; a late event five minutes
+    before midnight joins it: its visited-site moves to the previous month's partition
+    (PostgreSQL moves a row whose partition key an UPDATE changes)."""
+    month = month_start(timezone.now().date(), -1)
+    start = datetime(month.year, month.month, month.day, 0, 5, tzinfo=UTC)
+    ensure_event_partitions(months_back=2, months_ahead=0)
+    ingest(site, track(anon="a-1", message_id="first", timestamp=start))
+    [visit] = Event.objects.filter(site=site, type="visited-site")
+    assert _partition_of(visit.pk) == _month(start)
+
+    ingest(site, track(anon="a-1", message_id="late", timestamp=start - timedelta(minutes=10)))
+
+    late = event_by_message(site, "late")
+    [moved] = Event.objects.filter(site=site, type="visited-site")
+    assert (moved.pk, moved.session_id) == (visit.pk, visit.session_id)
+    assert moved.occurred_at == late.occurred_at == start - timedelta(minutes=10)
+    assert _partition_of(moved.pk) == _month(late.occurred_at) != _month(start)
+
+
+@pytest.mark.django_db
 def test_it_moves_rows_out_of_the_default_partition_when_their_month_is_made(site):
     ingest(
         site,
@@ -272,7 +315,6 @@ def test_it_keeps_partitions_ahead_of_time(site):
             "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'tracking_event'"
         )
         have = {row[0] for row in cursor.fetchall()}
-    from tracking.partitions import month_start
 
     assert {partition_name(month_start(today, k)) for k in range(-1, 4)} <= have
     assert DEFAULT in have

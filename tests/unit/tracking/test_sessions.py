@@ -137,6 +137,55 @@ def test_it_joins_a_late_event_to_the_visit_it_belongs_to(site, t0):
     assert session.started_at == t0 + 2 * MIN
 
 
+@pytest.mark.parametrize("one_batch", [True, False], ids=["one batch", "two batches"])
+def test_a_late_event_before_the_visit_moves_its_visited_site_to_the_new_start(site, t0, one_batch):
+    """The first event of a visit produces its visited-site. A late event (an offline
+    queue) earlier than a stored visit's start, within the timeout, joins the visit and
+    is its first event now: the visited-site moves with the start."""
+    first = track("b", anon="a-1", timestamp=t0 + 10 * MIN, message_id="b")
+    late = track("a", anon="a-1", timestamp=t0 + 2 * MIN, message_id="late")
+    if one_batch:
+        ingest(site, first, late)
+    else:
+        ingest(site, first)
+        ingest(site, late)
+
+    [session] = _sessions(site)
+    [visit] = _visits(site)
+    assert visit.session_id == event_by_message(site, "late").session_id == session.pk
+    assert visit.occurred_at == session.started_at == t0 + 2 * MIN
+
+
+def test_late_events_move_the_visited_site_of_each_visit_whose_start_they_move(site, t0):
+    """One batch moves the starts of two people's visits (one of them by two events),
+    joins another's without moving it, and leaves a person's earlier visit alone."""
+    ingest(site, track("x", anon="a-1", timestamp=t0, message_id="a-old"))
+    ingest(
+        site,
+        track("x", anon="a-1", timestamp=t0 + 60 * MIN, message_id="a"),
+        track("x", anon="a-2", timestamp=t0 + 60 * MIN, message_id="b"),
+        track("x", anon="a-3", timestamp=t0 + 60 * MIN, message_id="c"),
+    )
+    ingest(
+        site,
+        track("x", anon="a-1", timestamp=t0 + 45 * MIN, message_id="a-late"),  # 35 min after the old visit
+        track("x", anon="a-2", timestamp=t0 + 50 * MIN, message_id="b-late"),
+        track("x", anon="a-2", timestamp=t0 + 42 * MIN, message_id="b-later"),
+        track("x", anon="a-3", timestamp=t0 + 61 * MIN, message_id="c-more"),
+    )
+
+    def visit_of(message_id):
+        return Event.objects.get(session_id=event_by_message(site, message_id).session_id, type="visited-site")
+
+    assert visit_of("a-old").occurred_at == t0
+    assert visit_of("a").occurred_at == t0 + 45 * MIN
+    assert visit_of("b").occurred_at == t0 + 42 * MIN
+    assert visit_of("c").occurred_at == t0 + 60 * MIN
+    for session in _sessions(site):
+        assert Event.objects.get(session_id=session.pk, type="visited-site").occurred_at == session.started_at
+    assert len(_sessions(site)) == len(_visits(site)) == 4
+
+
 def test_a_late_event_in_a_batch_does_not_end_the_current_visit(site, t0):
     now = t0 + 60 * MIN
     ingest(site, track("a", anon="a-1", timestamp=now - 5 * MIN, message_id="a"))

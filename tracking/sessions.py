@@ -343,7 +343,11 @@ def _move_visits(site: Site, moved: list[tuple[_OpenSession, datetime]]) -> None
     The events table has no session index: the start it had finds the row (by site,
     type and time, in that month's partition); PostgreSQL moves a row whose new time
     falls in another month. The profiles are locked (``resolve_batch``): no other batch
-    moved these starts since they were read."""
+    moved these starts since they were read.
+
+    Real-time work still waiting to hand a moved visited-site off finds its events by id
+    within a time range (``handoff.events_of``): the same statement widens the range of
+    each such work to the new time, or the visit would never be handed off."""
     if not moved:
         return
     with connection.cursor() as cursor:
@@ -351,10 +355,18 @@ def _move_visits(site: Site, moved: list[tuple[_OpenSession, datetime]]) -> None
         # whichever way the join is made.
         cursor.execute(
             """
-            UPDATE tracking_event e SET occurred_at = v.started_at
-            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(session_id, was, started_at)
-            WHERE e.site_id = %s AND e.type = 'visited-site' AND e.occurred_at BETWEEN %s AND %s
-              AND e.occurred_at = v.was AND e.session_id = v.session_id
+            WITH moved AS (
+                UPDATE tracking_event e SET occurred_at = v.started_at
+                FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(session_id, was, started_at)
+                WHERE e.site_id = %s AND e.type = 'visited-site' AND e.occurred_at BETWEEN %s AND %s
+                  AND e.occurred_at = v.was AND e.session_id = v.session_id
+                RETURNING e.id, e.occurred_at
+            )
+            UPDATE tracking_pendingwork w
+            SET occurred_from = LEAST(
+                w.occurred_from, (SELECT min(m.occurred_at) FROM moved m WHERE m.id = ANY(w.event_ids)))
+            WHERE w.site_id = %s AND w.completed_at IS NULL
+              AND w.event_ids && (SELECT array_agg(m.id) FROM moved m)
             """,
             [
                 db.int_array(s.id for s, _ in moved),
@@ -363,6 +375,7 @@ def _move_visits(site: Site, moved: list[tuple[_OpenSession, datetime]]) -> None
                 site.pk,
                 min(was for _, was in moved),
                 max(was for _, was in moved),
+                site.pk,
             ],
         )
 

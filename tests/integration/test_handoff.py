@@ -268,3 +268,21 @@ def test_it_backs_off_work_that_keeps_failing(site, probe, no_broker):
     assert handoff.stale_work() == []
     _age(work, minutes=40)
     assert handoff.stale_work() == [work.pk]
+
+
+@pytest.mark.django_db
+def test_a_visited_site_moved_earlier_is_still_handed_off_by_the_work_that_recorded_it(site, probe, no_broker):
+    """The work keeps its events by id and a time range (which prunes partitions). A
+    late event moves a visit's start, and its visited-site with it, before the range
+    of the work that recorded the visit while that work still waits: it still finds it."""
+    t0 = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    ingest(site, track("a", anon="a-1", timestamp=t0))
+    first = PendingWork.objects.get(site=site)
+    ingest(site, track("late", anon="a-1", timestamp=t0 - timedelta(minutes=5)))
+    assert Event.objects.get(site=site, type="visited-site").occurred_at == t0 - timedelta(minutes=5)
+
+    assert handoff.process(first.pk) is True
+    assert sorted(e[2] for e in probe.effects()) == ["a", "visited-site"]
+    for work in PendingWork.objects.filter(completed_at__isnull=True):
+        assert handoff.process(work.pk) is True
+    assert probe.effects() == _stored_events(site)

@@ -25,6 +25,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db.models import Min
 from django.test import Client, override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +44,9 @@ ANONS = ["a1", "a2", "a3"]
 VALUES = [None, 0, 1, "x"]
 TRAITS = st.dictionaries(st.sampled_from(["k1", "k2", "k3"]), st.sampled_from(VALUES), max_size=2)
 GAPS = [timedelta(seconds=1)] * 3 + [timedelta(minutes=40)]  # 40 minutes: past the session timeout
+# A late call (an offline queue): dated before the calls sent before it, by less than the
+# session timeout (joining a visit of theirs, before its start) or by more.
+LATE = [None] * 5 + [timedelta(minutes=5), timedelta(minutes=30)]
 IN_ORDER = [[0, 1]]  # a chunk of every lane: the oldest rows first, whatever their lane
 SKEWED = [[0], [1], [0, 1]]  # also one lane ahead of the other
 
@@ -98,8 +102,9 @@ def scenarios(draw, aliases: bool = True, lane_steps: list[list[int]] = IN_ORDER
                 continue
             m = draw(new_message(aliases))
             at += draw(st.sampled_from(GAPS))
+            late = draw(st.sampled_from(LATE))
             m["messageId"] = f"m{len(sent)}"
-            m["timestamp"] = at.isoformat()
+            m["timestamp"] = (at - late if late else at).isoformat()
             sent.append(m)
             messages.append(m)
         steps = draw(st.lists(st.sampled_from(lane_steps), max_size=3))
@@ -162,6 +167,13 @@ def state(site, described: set[str]) -> tuple[dict, list, dict, dict]:
         return pid
 
     events = list(Event.objects.filter(site=site).values_list("message_id", "profile_id", "session_id", "type"))
+    # Each visit's visited-site is its first event, at its start, however late its
+    # events came (DESIGN "Events and sessions").
+    starts = dict(Session.objects.filter(site=site).values_list("pk", "started_at"))
+    visit_times = dict(Event.objects.filter(site=site, type="visited-site").values_list("session_id", "occurred_at"))
+    assert visit_times == starts, "a visit's visited-site is not at its start"
+    firsts = Event.objects.filter(site=site, session_id__isnull=False).values("session_id").annotate(at=Min("occurred_at"))
+    assert {row["session_id"]: row["at"] for row in firsts} == starts, "a visit starts after its first event"
     counts = Counter(mid for mid, _, _, _ in events if mid)
     assert [mid for mid, n in counts.items() if n > 1] == [], "a messageId stored twice"
     messages, sessions, visits = defaultdict(set), defaultdict(lambda: defaultdict(set)), Counter()

@@ -329,16 +329,21 @@ def _write_sessions(site: Site, opened: list[_OpenSession], touched: list[_OpenS
                     db.int_array(s.event_count for s in touched),
                 ],
             )
-        _move_visits(
-            site, [(s, s.stored_start) for s in touched if s.stored_start is not None and s.started_at < s.stored_start]
-        )
+        moved: dict[int, tuple[datetime, datetime]] = {}  # id -> (start stored, new start)
+        for s in touched:
+            if s.stored_start is not None and s.started_at < s.stored_start and s.id is not None:
+                # One visit may have been read twice (as the person's and by its client
+                # id): the earliest start of its copies is the one stored.
+                was, start = moved.get(s.id, (s.stored_start, s.started_at))
+                moved[s.id] = (was, min(start, s.started_at))
+        _move_visits(site, moved)
 
 
-def _move_visits(site: Site, moved: list[tuple[_OpenSession, datetime]]) -> None:
+def _move_visits(site: Site, moved: Mapping[int, tuple[datetime, datetime]]) -> None:
     """Re-time the visited-site of each stored visit a late event moved the start of
-    (session, the start it had) earlier: it stays the visit's first event. One
-    statement, only when a start moved (a session this batch opened starts at its first
-    event already).
+    earlier (session id -> its start as stored, its new start): the visited-site stays
+    the visit's first event. One statement, only when a start moved (a session this
+    batch opened starts at its first event already).
 
     The events table has no session index: the start it had finds the row (by site,
     type and time, in that month's partition); PostgreSQL moves a row whose new time
@@ -369,12 +374,12 @@ def _move_visits(site: Site, moved: list[tuple[_OpenSession, datetime]]) -> None
               AND w.event_ids && (SELECT array_agg(m.id) FROM moved m)
             """,
             [
-                db.int_array(s.id for s, _ in moved),
-                db.text_array(was.isoformat() for _, was in moved),
-                db.text_array(s.started_at.isoformat() for s, _ in moved),
+                db.int_array(moved),
+                db.text_array(was.isoformat() for was, _ in moved.values()),
+                db.text_array(start.isoformat() for _, start in moved.values()),
                 site.pk,
-                min(was for _, was in moved),
-                max(was for _, was in moved),
+                min(was for was, _ in moved.values()),
+                max(was for was, _ in moved.values()),
                 site.pk,
             ],
         )

@@ -560,13 +560,13 @@ def answer(parsed: ParsedRequest, outcome: IngestOutcome) -> Answer:
     errors = sorted([*parsed.errors, *outcome.errors], key=error_order)
     if not outcome.accepted and not outcome.duplicates:
         raise RequestRejected(400, "invalid", _summary(errors, parsed), errors)
-    profile_ids = list(dict.fromkeys(outcome.profile_ids[i] for i in sorted(outcome.profile_ids)))
-    body: dict[str, Any] = {"success": True, "profile_ids": [profile_tokens.issue(pid) for pid in profile_ids]}
+    distinct = dict.fromkeys(outcome.profile_ids[i] for i in sorted(outcome.profile_ids))
+    tokens = {pid: profile_tokens.issue(pid) for pid in distinct}
+    body: dict[str, Any] = {"success": True, "profile_ids": list(tokens.values())}
     if parsed.is_batch:
         body["errors"] = [error.as_dict() for error in errors]
     else:
-        pid = outcome.profile_ids.get(0)
-        body["profile_id"] = profile_tokens.issue(pid) if pid is not None else None
+        body["profile_id"] = tokens.get(outcome.profile_ids.get(0))
     return Answer(status=200, body=body)
 
 

@@ -147,6 +147,32 @@ def test_the_cpu_meter_splits_cpu_by_part():
     assert cores["drain"] == 0.0
 
 
+def test_the_cpu_meter_counts_a_postgresql_backend_that_ended_within_the_phase():
+    """A drain's connection is closed and reopened when it is older than CONN_MAX_AGE,
+    so a phase's backends may end before it does; their CPU is PostgreSQL's (reaped by
+    the postmaster), not unattributed."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from tracking.benchmarks.cpu import CpuMeter
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    meter = CpuMeter(web_pid=None, drain_pid=None)
+    meter.start()
+    with psycopg.connect(**params) as short_lived:  # its backend begins and ends in the phase
+        short_lived.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()
+    time.sleep(0.3)  # the postmaster reaps it
+    cores = meter.stop()
+    if not meter.reads_postgresql:
+        pytest.skip("PostgreSQL runs where this process cannot read it")
+    assert cores["postgresql"] > cores["unattributed"]
+    assert cores["postgresql"] > 0.1
+
+
 def test_settling_between_phases_vacuums_and_checkpoints():
     from tracking.benchmarks import http
 

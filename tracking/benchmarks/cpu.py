@@ -24,6 +24,26 @@ def _cpu_seconds() -> dict[int, tuple[float, str]]:
     return found
 
 
+def _reaped_by_postmasters() -> float | None:
+    """CPU seconds of the PostgreSQL processes that have ended and been reaped: their
+    postmaster's children times (a backend's CPU leaves with it otherwise). None when
+    no postmaster can be read (PostgreSQL on another machine)."""
+    total, found = 0.0, False
+    for proc in psutil.process_iter(["name", "ppid"]):
+        if not (proc.info["name"] or "").startswith("postgres"):
+            continue
+        try:
+            parent = psutil.Process(proc.info["ppid"]).name() if proc.info["ppid"] else ""
+            if parent.startswith("postgres"):
+                continue  # a backend or helper, not the postmaster
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.children_user + times.children_system
+        found = True
+    return total if found else None
+
+
 def _descendants(pid: int | None) -> set[int]:
     if not pid:
         return set()
@@ -44,20 +64,26 @@ class CpuMeter:
         self.children_before = 0.0
         self.started = 0.0
         self.machine_before = 0.0
+        self.reaped_before: float | None = None
+        self.reads_postgresql = False
 
     def start(self) -> None:
         self.machine_before = _machine_busy()
+        self.reaped_before = _reaped_by_postmasters()
         self.before = _cpu_seconds()
         times = os.times()
         self.children_before = times.children_user + times.children_system
         self.started = time.monotonic()
 
     def stop(self) -> dict[str, float]:
-        """Cores used by each part since ``start``. ``unattributed`` is what the machine
-        as a whole spent beyond the parts: processes that ended before ``stop`` (a
-        database connection closed and reopened, say) take their CPU time with them."""
+        """Cores used by each part since ``start``. PostgreSQL's includes its processes
+        that ended meanwhile (a drain's connection is closed and reopened once older than
+        ``CONN_MAX_AGE``): what their postmaster reaped, less what they had spent before
+        ``start``. ``unattributed`` is what the machine as a whole spent beyond the parts:
+        other processes that ended before ``stop`` take their CPU time with them."""
         machine = _machine_busy() - self.machine_before
         after = _cpu_seconds()
+        reaped = _reaped_by_postmasters()
         seconds = time.monotonic() - self.started
         if seconds <= 0:
             return {}
@@ -73,6 +99,12 @@ class CpuMeter:
             if part is None:
                 part = "postgresql" if name.startswith("postgres") else "other"
             used[part] += spent
+        self.reads_postgresql = reaped is not None and self.reaped_before is not None
+        if self.reads_postgresql:
+            gone = sum(
+                cpu for pid, (cpu, name) in self.before.items() if pid not in after and name.startswith("postgres")
+            )
+            used["postgresql"] += max(0.0, reaped - self.reaped_before - gone)
         used["unattributed"] = max(0.0, machine - sum(used.values()))
         return {part: round(value / seconds, 2) for part, value in used.items()}
 

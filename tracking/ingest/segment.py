@@ -12,7 +12,9 @@ Mapping choices that are not obvious from the wire:
 - an ``identify`` without ``userId`` (analytics.js sends one when only traits are given)
   sets the anonymous person's traits: it becomes a ``Kind.SET`` message;
 - a batch's ``context`` sits under each message's own (message keys win), and its
-  ``sentAt`` is each message's ``sentAt`` unless the message has one.
+  ``sentAt`` is each message's ``sentAt`` unless the message has one;
+- a message with no ``timestamp`` but an ``originalTimestamp`` (Segment's name for the
+  client's time in what it stores and exports) is timed by that.
 
 The module holds no business logic: it parses, hands the valid messages to
 ``tracking.ingest.core.ingest_batch`` and shapes the answer.
@@ -399,7 +401,12 @@ def parse_message(
         profile_id=client_profile_id(item.get("profileId")),
         session_id=session_id,
         context=context,
-        timestamp=parse_datetime(item.get("timestamp"), "timestamp"),
+        timestamp=(
+            parse_datetime(item.get("timestamp"), "timestamp")
+            if item.get("timestamp") is not None
+            # Segment's stored form of the client's time (exports, some SDKs' queues).
+            else parse_datetime(item.get("originalTimestamp"), "originalTimestamp")
+        ),
         sent_at=parse_datetime(item.get("sentAt"), "sentAt") or shared_sent_at,
         message_id=_message_id(item.get("messageId")),
         signature=signature,

@@ -331,6 +331,23 @@ def test_it_parses_iso_8601_dates_as_aware_datetimes(text, expected):
     assert parsed.tzinfo is not None
 
 
+def test_it_reads_original_timestamp_when_a_message_has_no_timestamp():
+    """Segment's own stored messages (exports replayed through /v1/import, some SDKs'
+    queues) carry the client's time as ``originalTimestamp``; ``timestamp`` wins when
+    both are there, and a bad one is refused by its own name."""
+    alone = one({"type": "track", "userId": "u", "event": "e", "originalTimestamp": "2024-03-04T05:06:07Z"})
+    assert alone.timestamp == datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
+    both = one({
+        "type": "track", "userId": "u", "event": "e",
+        "timestamp": "2024-03-04T05:06:07Z", "originalTimestamp": "2024-01-01T00:00:00Z",
+    })
+    assert both.timestamp == datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert one({"type": "track", "userId": "u", "event": "e", "originalTimestamp": "yesterday"}) == [
+        {"index": 0, "field": "originalTimestamp", "reason": one(
+            {"type": "track", "userId": "u", "event": "e", "timestamp": "yesterday"})[0]["reason"]}
+    ]
+
+
 @pytest.mark.parametrize(("text", "expected"), EXTRA_FORMS)
 def test_it_reads_what_rfc_3339_allows_and_fromisoformat_refuses(text, expected):
     for name in ("timestamp", "sentAt"):

@@ -303,6 +303,16 @@ def test_it_answers_with_the_profile_id_to_keep(client, site, key):
     assert again["profile_id"] == first
 
 
+def test_a_bare_profile_id_kept_from_before_tokens_still_finds_its_person_by_anonymous_id(client, site, key):
+    """A tracker upgraded from a release that handed out bare ids still sends one: it is
+    unknown now, and the anonymous id sent with it finds the person; no one new is made."""
+    token = send(client, "/v1/page", {"anonymousId": "a-old"}, key=key).json()["profile_id"]
+    bare = token.partition(".")[0]
+    again = send(client, "/v1/track", {"anonymousId": "a-old", "profileId": bare, "event": "Back"}, key=key).json()
+    assert again["profile_id"] == token
+    assert Profile.objects.filter(site=site).count() == 1
+
+
 @pytest.mark.parametrize("guess", [lambda pk: pk, lambda pk: str(pk), lambda pk: f"{pk}.AAAAAAAAAAAAAAAA"])
 def test_a_guessed_profile_id_does_not_reach_a_strangers_profile(client, site, key, guess):
     """Profile ids are a sequence. A visitor's number alone, sent with the public write
